@@ -1,0 +1,109 @@
+//! Admission steps that need cluster state, run on create after validation: ClusterIP and
+//! NodePort allocation for Services. Kept apart from the per-kind strategies, which are pure.
+
+use std::collections::HashSet;
+
+use ledge_api::{ApiError, StatusCause};
+use serde_json::{Value, json};
+
+use crate::object;
+use crate::registry::Resource;
+use crate::state::ApiState;
+
+/// The service CIDR ledge allocates ClusterIPs from (K3s uses the same default).
+pub const SERVICE_CIDR_PREFIX: [u8; 2] = [10, 43];
+
+/// The IP of the `kubernetes` Service.
+pub const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
+
+/// Mutations on create that depend on other objects.
+pub async fn on_create(state: &ApiState, res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+    if res.def.group.is_empty() && res.def.plural == "services" {
+        allocate_service(state, obj)?;
+    }
+    Ok(())
+}
+
+/// Whether an update that marks or finalizes a deleting object completes the deletion: the last
+/// finalizer was just removed (for namespaces, also the last `spec.finalizers` entry). A write
+/// that only marks an object for graceful deletion (a pod on a node) does not.
+pub fn completes_deletion(res: &Resource, old: &Value, new: &Value) -> bool {
+    if !object::is_deleting(new) || !object::finalizers(new).is_empty() {
+        return false;
+    }
+    let spec_finalizers = |o: &Value| o.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let is_namespace = res.def.group.is_empty() && res.def.plural == "namespaces";
+    if is_namespace {
+        return !spec_finalizers(new) && (spec_finalizers(old) || !object::finalizers(old).is_empty());
+    }
+    !object::finalizers(old).is_empty()
+}
+
+fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
+    let existing = state.cache.list("/registry/core/services/", None).items;
+    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    if ty == "ExternalName" {
+        return Ok(());
+    }
+    let used_ips: HashSet<String> = existing
+        .iter()
+        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+    let ip = if requested.is_empty() {
+        let mut found = None;
+        for _ in 0..1024 {
+            let n: u16 = rand::random_range(2..65534);
+            let ip = format!("{}.{}.{}.{}", SERVICE_CIDR_PREFIX[0], SERVICE_CIDR_PREFIX[1], n >> 8, n & 0xff);
+            if !used_ips.contains(&ip) {
+                found = Some(ip);
+                break;
+            }
+        }
+        found.ok_or_else(|| ApiError::internal("failed to allocate a service IP: range is full"))?
+    } else if requested == "None" {
+        requested
+    } else {
+        if used_ips.contains(&requested) {
+            return Err(invalid_ip(svc, &requested, "provided IP is already allocated"));
+        }
+        requested
+    };
+    svc["spec"]["clusterIP"] = json!(ip);
+    if ip != "None" {
+        svc["spec"]["clusterIPs"] = json!([ip]);
+        svc["spec"]["ipFamilies"] = json!(["IPv4"]);
+        svc["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+    }
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+        let used_ports: HashSet<i64> = existing
+            .iter()
+            .flat_map(|s| s.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+            .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+            .collect();
+        if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+            let mut taken = used_ports;
+            for p in ports.iter_mut() {
+                if p.get("nodePort").and_then(Value::as_i64).is_some() {
+                    continue;
+                }
+                let port = (0..4096)
+                    .map(|_| rand::random_range(30000..=32767))
+                    .find(|n| !taken.contains(n))
+                    .ok_or_else(|| ApiError::internal("failed to allocate a node port: range is full"))?;
+                taken.insert(port);
+                p["nodePort"] = json!(port);
+            }
+        }
+        svc["spec"]["externalTrafficPolicy"] = svc.pointer("/spec/externalTrafficPolicy").cloned().unwrap_or(json!("Cluster"));
+    }
+    Ok(())
+}
+
+fn invalid_ip(svc: &Value, ip: &str, why: &str) -> ApiError {
+    ApiError::invalid("", "Service", object::name(svc), vec![StatusCause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("spec.clusterIPs: Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: {why}"),
+        field: "spec.clusterIPs".into(),
+    }])
+}

@@ -1,0 +1,243 @@
+//! The watch cache: every stored object in memory, fed by one store watch, plus a window of
+//! recent events. Lists and watches are served from here without touching the store; reads
+//! first wait until the cache has caught up with the store's revision, so a client always reads
+//! its own writes (upstream "consistent reads from cache").
+//!
+//! Watchers replay history from their resourceVersion and then follow live events; both happen
+//! under the history lock, so no event is missed or seen twice, and every watcher sees the same
+//! order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use futures_util::StreamExt;
+use ledge_store::{Event, EventKind, Revision, Store, StoreError};
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::object;
+
+/// How an object changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Created.
+    Added,
+    /// Updated.
+    Modified,
+    /// Deleted.
+    Deleted,
+}
+
+/// One change to one object, with the object as it is after the change (for a delete, its last
+/// state at the delete's resourceVersion) and before it.
+#[derive(Debug)]
+pub struct Change {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The storage key.
+    pub key: String,
+    /// The revision of the change.
+    pub revision: Revision,
+    /// The object after the change.
+    pub object: Arc<Value>,
+    /// The object before the change.
+    pub prev: Option<Arc<Value>>,
+}
+
+struct Inner {
+    objects: BTreeMap<String, Arc<Value>>,
+    history: VecDeque<Arc<Change>>,
+    /// Watches may start at or after this revision.
+    oldest: Revision,
+    revision: Revision,
+}
+
+/// The in-memory cache of every object.
+pub struct Cache {
+    inner: RwLock<Inner>,
+    live: broadcast::Sender<Arc<Change>>,
+    revision_tx: watch::Sender<Revision>,
+    capacity: usize,
+}
+
+/// Errors starting a watch.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The requested revision is older than the kept history.
+    #[error("too old resource version: {requested} ({oldest})")]
+    Expired {
+        /// Requested.
+        requested: Revision,
+        /// Oldest served.
+        oldest: Revision,
+    },
+}
+
+/// A point-in-time view of matching objects.
+pub struct Snapshot {
+    /// The revision of the view.
+    pub revision: Revision,
+    /// Objects in key order.
+    pub items: Vec<Arc<Value>>,
+}
+
+/// A watcher's handle: the history to replay, then live changes.
+pub struct Subscription {
+    /// Changes after the requested revision that were already in history.
+    pub replay: Vec<Arc<Change>>,
+    /// Live changes; those at or below `replay`'s last revision must be skipped.
+    pub live: broadcast::Receiver<Arc<Change>>,
+    /// The cache revision when subscribing.
+    pub revision: Revision,
+}
+
+impl Cache {
+    /// Load every object under `/registry/` and keep following the store until `cancel`.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        capacity: usize,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>, StoreError> {
+        let initial = store.range("/registry/").await?;
+        let mut objects = BTreeMap::new();
+        for kv in &initial.kvs {
+            match object::decode_stored(&kv.value, kv.mod_revision) {
+                Ok(obj) => {
+                    objects.insert(kv.key.clone(), Arc::new(obj));
+                }
+                Err(e) => tracing::warn!(key = %kv.key, error = %e, "skipping undecodable object"),
+            }
+        }
+        let (live, _) = broadcast::channel(capacity.max(1024));
+        let (revision_tx, _) = watch::channel(initial.revision);
+        let cache = Arc::new(Self {
+            inner: RwLock::new(Inner {
+                objects,
+                history: VecDeque::new(),
+                oldest: initial.revision,
+                revision: initial.revision,
+            }),
+            live,
+            revision_tx,
+            capacity,
+        });
+        let mut events = store.watch("/registry/", initial.revision)?;
+        let feeder = cache.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    next = events.next() => match next {
+                        Some(Ok(ev)) => feeder.apply(ev),
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, "store watch failed; the watch cache stops following");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        });
+        Ok(cache)
+    }
+
+    fn apply(&self, ev: Event) {
+        let revision = ev.revision();
+        let decoded = match object::decode_stored(&ev.kv.value, revision) {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                tracing::warn!(key = %ev.kv.key, error = %e, "undecodable object in store watch");
+                self.revision_tx.send_replace(revision);
+                return;
+            }
+        };
+        let mut inner = match self.inner.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let prev = match ev.kind {
+            EventKind::Put => inner.objects.insert(ev.kv.key.clone(), decoded.clone()),
+            EventKind::Delete => inner.objects.remove(&ev.kv.key),
+        };
+        let kind = match (ev.kind, &prev) {
+            (EventKind::Delete, _) => ChangeKind::Deleted,
+            (EventKind::Put, None) => ChangeKind::Added,
+            (EventKind::Put, Some(_)) => ChangeKind::Modified,
+        };
+        let change = Arc::new(Change { kind, key: ev.kv.key, revision, object: decoded, prev });
+        inner.history.push_back(change.clone());
+        while inner.history.len() > self.capacity {
+            if let Some(old) = inner.history.pop_front() {
+                inner.oldest = old.revision;
+            }
+        }
+        inner.revision = revision;
+        // No receivers is fine; lagging receivers learn it from `recv`.
+        let _ = self.live.send(change);
+        drop(inner);
+        self.revision_tx.send_replace(revision);
+    }
+
+    /// Wait until the cache has applied every write up to `revision`.
+    pub async fn wait_for(&self, revision: Revision) {
+        let mut rx = self.revision_tx.subscribe();
+        // An error means the feeder is gone (shutdown); serve what we have.
+        let _ = rx.wait_for(|r| *r >= revision).await;
+    }
+
+    /// The revision the cache has caught up to.
+    pub fn revision(&self) -> Revision {
+        *self.revision_tx.borrow()
+    }
+
+    /// One object by key.
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.objects.get(key).cloned()
+    }
+
+    /// Every object whose key starts with `prefix` and is after `start_after` (for paging).
+    pub fn list(&self, prefix: &str, start_after: Option<&str>) -> Snapshot {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let items = inner
+            .objects
+            .range(start_after.unwrap_or(prefix).to_string()..)
+            .filter(|(k, _)| Some(k.as_str()) != start_after)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        Snapshot { revision: inner.revision, items }
+    }
+
+    /// A snapshot of every object under `prefix` and a subscription to the changes after it,
+    /// taken atomically (for watches that start with the current state).
+    pub fn snapshot_and_subscribe(&self, prefix: &str) -> (Snapshot, Subscription) {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let live = self.live.subscribe();
+        let items = inner
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let revision = inner.revision;
+        (Snapshot { revision, items }, Subscription { replay: Vec::new(), live, revision })
+    }
+
+    /// Start watching from `after` (changes with a greater revision).
+    pub fn subscribe(&self, prefix: &str, after: Revision) -> Result<Subscription, CacheError> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        if after < inner.oldest {
+            return Err(CacheError::Expired { requested: after, oldest: inner.oldest });
+        }
+        let live = self.live.subscribe();
+        let replay = inner
+            .history
+            .iter()
+            .filter(|c| c.revision > after && c.key.starts_with(prefix))
+            .cloned()
+            .collect();
+        Ok(Subscription { replay, live, revision: inner.revision })
+    }
+}

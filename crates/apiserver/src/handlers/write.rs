@@ -1,0 +1,641 @@
+//! create, update and patch (and the status, scale, binding and finalize subresources): one
+//! write path that fills server-owned metadata, runs the kind's defaults and validation, checks
+//! the namespace, and writes with compare-and-swap.
+
+use http::{Response, StatusCode};
+use ledge_api::{ApiError, GroupResource, StatusCause, Subresource};
+use ledge_store::StoreError;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::read::respond_object;
+use crate::http::body::{self, Body};
+use crate::object;
+use crate::patch;
+use crate::registry::Resource;
+use crate::state::ApiState;
+
+/// How many times a write that lost a compare-and-swap race is retried (patch, unconditional
+/// update) before answering 409.
+const MAX_RETRIES: usize = 16;
+
+/// Map a store error to the API error a client expects.
+pub fn store_error(gr: GroupResource<'_>, name: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::AlreadyExists(_) => ApiError::already_exists(gr, name),
+        StoreError::NotFound(_) => ApiError::not_found(gr, name),
+        StoreError::Conflict { .. } => ApiError::modified(gr, name),
+        StoreError::Compacted { requested, compacted } => ApiError::expired(requested, compacted),
+        StoreError::Unavailable(m) => ApiError::unavailable(format!("storage is unavailable: {m}")),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+fn to_causes(field: &str, messages: Vec<String>, value: &str) -> Vec<StatusCause> {
+    messages
+        .into_iter()
+        .map(|m| StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("{field}: Invalid value: {value:?}: {m}"),
+            field: field.into(),
+        })
+        .collect()
+}
+
+/// Generic ObjectMeta validation (upstream `ValidateObjectMeta`).
+fn validate_meta(res: &Resource, obj: &Value) -> Vec<StatusCause> {
+    use ledge_api::validation as v;
+    let mut causes = Vec::new();
+    let name = object::name(obj);
+    if name.is_empty() {
+        causes.push(StatusCause {
+            reason: "FieldValueRequired".into(),
+            message: "metadata.name: Required value: name or generateName is required".into(),
+            field: "metadata.name".into(),
+        });
+    } else {
+        let errs = if res.strategy.name_is_label() {
+            v::name_is_dns_label(name, false)
+        } else if res.custom || res.def.group.is_empty() || res.def.group.ends_with("k8s.io") || res.def.group == "apps" || res.def.group == "batch" || res.def.group == "policy" {
+            v::name_is_dns_subdomain(name, false)
+        } else {
+            v::is_path_segment_name(name)
+        };
+        causes.extend(to_causes("metadata.name", errs, name));
+    }
+    for (k, val) in object::labels(obj) {
+        causes.extend(to_causes("metadata.labels", v::is_qualified_name(&k), &k));
+        match val.as_str() {
+            Some(s) => causes.extend(to_causes("metadata.labels", v::is_valid_label_value(s), s)),
+            None => causes.push(StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("metadata.labels: Invalid value: {val}: label values must be strings"),
+                field: "metadata.labels".into(),
+            }),
+        }
+    }
+    if let Some(ann) = obj.pointer("/metadata/annotations").and_then(Value::as_object) {
+        let mut total = 0;
+        for (k, val) in ann {
+            causes.extend(to_causes("metadata.annotations", v::is_qualified_name(&k.to_lowercase()), k));
+            total += k.len() + val.as_str().map_or(0, str::len);
+            if !val.is_string() {
+                causes.push(StatusCause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!("metadata.annotations: Invalid value: {val}: annotation values must be strings"),
+                    field: "metadata.annotations".into(),
+                });
+            }
+        }
+        if total > 256 * 1024 {
+            causes.push(StatusCause {
+                reason: "FieldValueTooLong".into(),
+                message: "metadata.annotations: Too long: must have at most 262144 bytes".into(),
+                field: "metadata.annotations".into(),
+            });
+        }
+    }
+    causes
+}
+
+/// Check `apiVersion`/`kind` of a body against the resource, filling them when absent.
+fn check_type(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+    }
+    let want_av = res.def.api_version();
+    let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    if !av.is_empty() && av != want_av {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({want_av})"
+        )));
+    }
+    if !kind.is_empty() && kind != res.def.kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            res.def.kind
+        )));
+    }
+    obj["apiVersion"] = json!(want_av);
+    obj["kind"] = json!(res.def.kind);
+    Ok(())
+}
+
+/// Refuse writes into a namespace that is missing or terminating (upstream NamespaceLifecycle).
+async fn check_namespace(state: &ApiState, res: &Resource, ns: Option<&str>, creating: bool) -> Result<(), ApiError> {
+    let Some(ns) = ns.filter(|_| res.def.namespaced) else { return Ok(()) };
+    let key = format!("/registry/core/namespaces/{ns}");
+    let gr = GroupResource { group: "", resource: "namespaces" };
+    match state.cache.get(&key) {
+        None => Err(ApiError::not_found(gr, ns)),
+        Some(n) if creating && object::is_deleting(&n) => Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            res.def.plural,
+            "",
+        ))
+        .with_reason("Forbidden")),
+        Some(_) => Ok(()),
+    }
+}
+
+trait WithReason {
+    fn with_reason(self, reason: &'static str) -> Self;
+}
+
+impl WithReason for ApiError {
+    fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
+    }
+}
+
+fn validate_all(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let mut causes = validate_meta(res, obj);
+    causes.extend(res.strategy.validate(obj, old));
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&res.def.group, &res.def.kind, object::name(obj), causes))
+    }
+}
+
+/// Create an object through the full pipeline (also used by in-process controllers).
+pub async fn create_object(
+    state: &ApiState,
+    res: &Resource,
+    namespace: Option<&str>,
+    mut obj: Value,
+    dry_run: bool,
+    manager: Option<&str>,
+) -> Result<Value, ApiError> {
+    check_type(res, &mut obj)?;
+    let gr = GroupResource { group: &res.def.group, resource: &res.def.plural };
+    let meta = object::meta_mut(&mut obj);
+    if res.def.namespaced {
+        match (meta.get("namespace").and_then(Value::as_str), namespace) {
+            (Some(body_ns), Some(path_ns)) if !body_ns.is_empty() && body_ns != path_ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            (_, Some(path_ns)) => {
+                meta.insert("namespace".into(), json!(path_ns));
+            }
+            (_, None) => return Err(ApiError::bad_request("a namespace is required to create this object")),
+        }
+    } else {
+        meta.remove("namespace");
+    }
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    if name.is_empty()
+        && let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty())
+    {
+        let generated = ledge_api::validation::generate_name(base, |n| rand::random_range(0..n));
+        meta.insert("name".into(), json!(generated));
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
+    for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        meta.remove(f);
+    }
+    if res.strategy.tracks_generation() {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    res.strategy.defaults(&mut obj);
+    if let Some(m) = manager {
+        patch::record_update(res, None, &mut obj, m);
+    }
+    validate_all(res, &obj, None)?;
+    check_namespace(state, res, namespace, true).await?;
+    let name = object::name(&obj).to_string();
+    crate::admission::on_create(state, res, &mut obj).await?;
+    if dry_run {
+        if state.cache.get(&res.def.key(namespace, &name)).is_some() {
+            return Err(ApiError::already_exists(gr, &name));
+        }
+        return Ok(obj);
+    }
+    let key = res.def.key(namespace, &name);
+    let kv = state
+        .store
+        .create(&key, object::encode_for_store(&obj).into())
+        .await
+        .map_err(|e| store_error(gr, &name, e))?;
+    object::set_resource_version(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+/// POST.
+pub async fn create(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
+    let obj = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+    let manager = field_manager(&ctx);
+    let obj = create_object(&ctx.state, &ctx.res, ctx.namespace(), obj, ctx.dry_run()?, Some(&manager)).await?;
+    Ok(respond_object(&ctx, StatusCode::CREATED, &obj))
+}
+
+/// Which part of an object a write may change.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The main resource: everything but `.status` (when a status subresource exists).
+    Main,
+    /// `/status`: only `.status`.
+    Status,
+}
+
+/// Merge server-owned fields of `old` into `new` for an update of `part`.
+fn carry_over(res: &Resource, part: Part, old: &Value, new: &mut Value) {
+    let keep = ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"];
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    match part {
+        Part::Main => {
+            if res.def.has(Subresource::Status) {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = new.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+        }
+        Part::Status => {
+            // Upstream status strategies keep everything but `.status` from the stored object.
+            let status = new.get("status").cloned();
+            *new = old.clone();
+            match status {
+                Some(s) => new["status"] = s,
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+    }
+    let meta = object::meta_mut(new);
+    if !meta.contains_key("managedFields")
+        && let Some(m) = old_meta.get("managedFields")
+    {
+        meta.insert("managedFields".into(), m.clone());
+    }
+    for f in keep {
+        match old_meta.get(f) {
+            Some(v) => {
+                meta.insert(f.into(), v.clone());
+            }
+            None => {
+                meta.remove(f);
+            }
+        }
+    }
+}
+
+/// Everything an update needs to know, for `write_update`.
+pub struct Update<'a> {
+    /// Resource.
+    pub res: &'a Resource,
+    /// Namespace.
+    pub namespace: Option<&'a str>,
+    /// Name.
+    pub name: &'a str,
+    /// Which part is written.
+    pub part: Part,
+    /// Dry run.
+    pub dry_run: bool,
+    /// The field manager recorded in `managedFields` (None for apply, which records itself).
+    pub manager: Option<&'a str>,
+}
+
+/// Write `new` over the stored object at `old`'s revision: carry server fields, bump
+/// generation, default, validate, CAS. A deleting object whose last finalizer was removed is
+/// deleted instead. Returns the stored object.
+pub async fn write_update(state: &ApiState, u: &Update<'_>, old: &Value, mut new: Value) -> Result<Value, ApiError> {
+    let res = u.res;
+    let gr = GroupResource { group: &res.def.group, resource: &res.def.plural };
+    check_type(res, &mut new)?;
+    if object::name(&new) != u.name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            object::name(&new),
+            u.name
+        )));
+    }
+    if res.def.namespaced {
+        match object::namespace(&new) {
+            Some(ns) if Some(ns) != u.namespace && !ns.is_empty() => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {
+                object::meta_mut(&mut new).insert("namespace".into(), json!(u.namespace.unwrap_or("")));
+            }
+        }
+    }
+    let old_rv = object::resource_version(old).unwrap_or(0);
+    carry_over(res, u.part, old, &mut new);
+    res.strategy.defaults(&mut new);
+    if res.strategy.tracks_generation() && object::spec_part(&new) != object::spec_part(old) {
+        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        object::meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+    }
+    if let Some(manager) = u.manager {
+        patch::record_update(res, Some(old), &mut new, manager);
+    }
+    validate_all(res, &new, Some(old))?;
+    if object::is_deleting(old) {
+        let old_f = object::finalizers(old);
+        if object::finalizers(&new).iter().any(|f| !old_f.contains(f)) {
+            return Err(ApiError::invalid(&res.def.group, &res.def.kind, u.name, vec![StatusCause {
+                reason: "FieldValueForbidden".into(),
+                message: "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted".into(),
+                field: "metadata.finalizers".into(),
+            }]));
+        }
+    }
+    let key = res.def.key(u.namespace, u.name);
+    if u.dry_run {
+        object::set_resource_version(&mut new, old_rv);
+        return Ok(new);
+    }
+    if crate::admission::completes_deletion(res, old, &new) {
+        let kv = state.store.delete(&key, Some(old_rv)).await.map_err(|e| store_error(gr, u.name, e))?;
+        object::set_resource_version(&mut new, kv.mod_revision);
+        return Ok(new);
+    }
+    let mut cmp_new = new.clone();
+    object::set_resource_version(&mut cmp_new, old_rv);
+    if &cmp_new == old {
+        // Nothing changed: upstream skips the write and returns the object as is.
+        return Ok(cmp_new);
+    }
+    let kv = state
+        .store
+        .update(&key, object::encode_for_store(&new).into(), old_rv)
+        .await
+        .map_err(|e| store_error(gr, u.name, e))?;
+    object::set_resource_version(&mut new, kv.mod_revision);
+    Ok(new)
+}
+
+/// A read-modify-write loop for in-process controllers: `change` returns the new object or
+/// `None` for "nothing to do"; retried on conflicts.
+pub async fn system_update(
+    state: &ApiState,
+    res: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    part: Part,
+    mut change: impl FnMut(&Value) -> Option<Value>,
+) -> Result<Option<Value>, ApiError> {
+    let gr = GroupResource { group: &res.def.group, resource: &res.def.plural };
+    let key = res.def.key(namespace, name);
+    for _ in 0..MAX_RETRIES {
+        state.cache.wait_for(state.store.current_revision()).await;
+        let Some(old) = state.cache.get(&key) else { return Err(ApiError::not_found(gr, name)) };
+        let Some(new) = change(&old) else { return Ok(None) };
+        let u = Update { res, namespace, name, part, dry_run: false, manager: None };
+        match write_update(state, &u, &old, new).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+            other => return other.map(Some),
+        }
+    }
+    Err(ApiError::modified(gr, name))
+}
+
+/// The field manager of a write: `fieldManager`, else the client's User-Agent program name
+/// (upstream `prefixFromUserAgent`).
+pub fn field_manager(ctx: &Ctx) -> String {
+    if let Some(m) = ctx.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    ctx.headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn part_of(sub: Option<Subresource>) -> Part {
+    if sub == Some(Subresource::Status) { Part::Status } else { Part::Main }
+}
+
+/// PUT.
+pub async fn update(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
+    let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+    update_part(ctx, new, Part::Main).await
+}
+
+async fn update_part(ctx: Ctx, new: Value, part: Part) -> Result<Response<Body>, ApiError> {
+    let dry_run = ctx.dry_run()?;
+    let wanted_rv = object::meta_str(&new, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
+    let manager = field_manager(&ctx);
+    let u = Update { res: &ctx.res, namespace: ctx.namespace(), name: ctx.name(), part, dry_run, manager: Some(&manager) };
+    for _ in 0..MAX_RETRIES {
+        let old = match ctx.current().await {
+            Ok(o) => o,
+            Err(e) if e.code == 404 && part == Part::Main => {
+                // PUT creates when the object is absent (upstream AllowCreateOnUpdate for most kinds).
+                if wanted_rv.is_some() {
+                    return Err(e);
+                }
+                let obj = create_object(&ctx.state, &ctx.res, ctx.namespace(), new, dry_run, Some(&manager)).await?;
+                return Ok(respond_object(&ctx, StatusCode::CREATED, &obj));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(rv) = &wanted_rv
+            && old.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv.as_str())
+        {
+            return Err(ApiError::modified(ctx.gr(), ctx.name()));
+        }
+        match write_update(&ctx.state, &u, &old, new.clone()).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && wanted_rv.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => return Ok(respond_object(&ctx, StatusCode::OK, &obj)),
+        }
+    }
+    Err(ApiError::modified(ctx.gr(), ctx.name()))
+}
+
+/// PATCH (all four patch types).
+pub async fn patch(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
+    patch_part(ctx, raw, None).await
+}
+
+async fn patch_part(ctx: Ctx, raw: bytes::Bytes, sub: Option<Subresource>) -> Result<Response<Body>, ApiError> {
+    let dry_run = ctx.dry_run()?;
+    let kind = patch::PatchKind::from_content_type(&body::content_type(&ctx.headers), &ctx.res)?;
+    let manager = ctx.query.get("fieldManager").unwrap_or("").to_string();
+    let force = ctx.query.flag("force");
+    if kind == patch::PatchKind::Apply && manager.is_empty() {
+        return Err(ApiError::invalid("", "PatchOptions", "", vec![StatusCause {
+            reason: "FieldValueRequired".into(),
+            message: "fieldManager: Required value: is required for apply patch".into(),
+            field: "fieldManager".into(),
+        }]));
+    }
+    if force && kind != patch::PatchKind::Apply {
+        return Err(ApiError::invalid("", "PatchOptions", "", vec![StatusCause {
+            reason: "FieldValueForbidden".into(),
+            message: "force: Forbidden: may not be specified for non-apply patch".into(),
+            field: "force".into(),
+        }]));
+    }
+    let patch_doc = patch::decode(kind, &raw)?;
+    let part = part_of(sub);
+    let update_manager = field_manager(&ctx);
+    let recorded = (kind != patch::PatchKind::Apply).then_some(update_manager.as_str());
+    let u = Update { res: &ctx.res, namespace: ctx.namespace(), name: ctx.name(), part, dry_run, manager: recorded };
+    for _ in 0..MAX_RETRIES {
+        let old = match ctx.current().await {
+            Ok(o) => o,
+            Err(e) if e.code == 404 && kind == patch::PatchKind::Apply && part == Part::Main => {
+                let obj = patch::apply_create(&ctx.res, &patch_doc, &manager)?;
+                let obj = create_object(&ctx.state, &ctx.res, ctx.namespace(), obj, dry_run, None).await?;
+                return Ok(respond_object(&ctx, StatusCode::CREATED, &obj));
+            }
+            Err(e) => return Err(e),
+        };
+        let scale_view = sub == Some(Subresource::Scale);
+        let base = if scale_view { scale_of(&ctx.res, &old) } else { (*old).clone() };
+        let patched = patch::apply_patch(kind, &ctx.res, &base, &patch_doc, &manager, force)?;
+        let pinned = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        if let Some(rv) = &pinned
+            && base.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv.as_str())
+        {
+            return Err(ApiError::modified(ctx.gr(), ctx.name()));
+        }
+        let new = if scale_view { apply_scale(&ctx.res, &old, &patched)? } else { patched };
+        match write_update(&ctx.state, &u, &old, new).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && pinned.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(obj) => {
+                let shown = if scale_view { scale_of(&ctx.res, &obj) } else { obj };
+                return Ok(respond_object(&ctx, StatusCode::OK, &shown));
+            }
+        }
+    }
+    Err(ApiError::modified(ctx.gr(), ctx.name()))
+}
+
+/// The `autoscaling/v1 Scale` view of an object.
+fn scale_of(res: &Resource, obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(|s| ledge_api::selector::LabelSelector::from_json(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let _ = res;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"), "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    })
+}
+
+/// Apply a changed Scale back onto the object.
+fn apply_scale(res: &Resource, old: &Value, scale: &Value) -> Result<Value, ApiError> {
+    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    if replicas.as_i64().is_none_or(|n| n < 0) {
+        return Err(ApiError::invalid("autoscaling", "Scale", object::name(old), vec![StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
+            field: "spec.replicas".into(),
+        }]));
+    }
+    let _ = res;
+    let mut new = old.clone();
+    new["spec"]["replicas"] = replicas;
+    Ok(new)
+}
+
+/// Subresource requests: status, scale, binding, finalize; log/exec answer that no agent serves them yet.
+pub async fn subresource(ctx: Ctx, sub: Subresource, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
+    use crate::http::request::Verb;
+    match (sub, ctx.info.verb) {
+        (Subresource::Status, Verb::Get) => super::read::get(ctx).await,
+        (Subresource::Status, Verb::Update) => {
+            let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+            update_part(ctx, new, Part::Status).await
+        }
+        (Subresource::Status, Verb::Patch) => patch_part(ctx, raw, Some(Subresource::Status)).await,
+        (Subresource::Scale, Verb::Get) => {
+            let obj = ctx.current().await?;
+            Ok(body::json_response(StatusCode::OK, &scale_of(&ctx.res, &obj)))
+        }
+        (Subresource::Scale, Verb::Patch) => patch_part(ctx, raw, Some(Subresource::Scale)).await,
+        (Subresource::Scale, Verb::Update) => {
+            let scale = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+            let manager = field_manager(&ctx);
+            let u = Update { res: &ctx.res, namespace: ctx.namespace(), name: ctx.name(), part: Part::Main, dry_run: ctx.dry_run()?, manager: Some(&manager) };
+            let old = ctx.current().await?;
+            if let Some(rv) = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty())
+                && old.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv)
+            {
+                return Err(ApiError::modified(ctx.gr(), ctx.name()));
+            }
+            let new = apply_scale(&ctx.res, &old, &scale)?;
+            let obj = write_update(&ctx.state, &u, &old, new).await?;
+            Ok(body::json_response(StatusCode::OK, &scale_of(&ctx.res, &obj)))
+        }
+        (Subresource::Binding, Verb::Create) => {
+            let binding = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+            let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+            if node.is_empty() {
+                return Err(ApiError::invalid("", "Binding", ctx.name(), vec![StatusCause {
+                    reason: "FieldValueRequired".into(),
+                    message: "target.name: Required value".into(),
+                    field: "target.name".into(),
+                }]));
+            }
+            let current = ctx.current().await?;
+            let bound = current.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            if !bound.is_empty() {
+                return Err(ApiError::conflict(ctx.gr(), ctx.name(), &format!("pod {} is already assigned to node \"{bound}\"", ctx.name())));
+            }
+            let name = ctx.name().to_string();
+            system_update(&ctx.state, &ctx.res, ctx.namespace(), &name, Part::Main, |pod| {
+                let mut p = pod.clone();
+                p["spec"]["nodeName"] = json!(node);
+                Some(p)
+            })
+            .await?;
+            Ok(body::json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+        }
+        (Subresource::Finalize, Verb::Update) => {
+            let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+            let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let name = ctx.name().to_string();
+            let obj = system_update(&ctx.state, &ctx.res, None, &name, Part::Main, |ns| {
+                let mut n = ns.clone();
+                n["spec"]["finalizers"] = finalizers.clone();
+                Some(n)
+            })
+            .await?;
+            let obj = match obj { Some(o) => o, None => (*ctx.current().await?).clone() };
+            Ok(respond_object(&ctx, StatusCode::OK, &obj))
+        }
+        (Subresource::Log | Subresource::Exec, _) => Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("pod {:?} has no node agent serving {}: start `ledge agent` on a node", ctx.name(), sub.name()),
+        )),
+        (Subresource::Eviction, Verb::Create) => {
+            super::delete::delete(ctx, bytes::Bytes::from_static(b"{}")).await
+        }
+        _ => Err(ApiError::method_not_allowed(ctx.info.verb.as_str(), ctx.gr())),
+    }
+}

@@ -1,0 +1,214 @@
+//! The accept loop and the request router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ledge_api::ApiError;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::body::{self, Body, bytes_response, error_response, json_response};
+use super::query::Query;
+use super::request::{Route, route};
+use crate::auth::{self, User};
+use crate::state::ApiState;
+use crate::{discovery, handlers, openapi};
+
+/// Largest request body accepted (upstream limits bodies to 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Errors setting up the listener.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS material was unusable.
+    #[error("tls setup failed: {0}")]
+    Tls(String),
+    /// Binding the port failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Build the rustls server config: our serving certificate, client certificates from the
+/// cluster CA accepted but not required (anonymous requests reach only public endpoints).
+pub fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, ServeError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| ServeError::Tls(e.to_string()))?;
+        roots.add(ca).map_err(|e| ServeError::Tls(e.to_string()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| ServeError::Tls(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Bind the listener.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Accept connections until `cancel`; each connection is served on its own task.
+///
+/// # Cancel safety
+/// Returns when `cancel` fires; in-flight connections finish on their own tasks (watches end
+/// through the same token).
+pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, state: Arc<ApiState>, cancel: CancellationToken) {
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "tls handshake failed");
+                    return;
+                }
+            };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| auth::user_from_cert(c.as_ref()));
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let user = user.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(state, user, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The `/version` document (integers for major/minor, as conformance requires).
+pub fn version_info() -> serde_json::Value {
+    json!({
+        "major": "1",
+        "minor": "32",
+        "gitVersion": format!("v1.32.0-ledge.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}
+
+async fn handle(state: Arc<ApiState>, user: Option<User>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let resp = match route_request(state, user, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    resp
+}
+
+async fn route_request(state: Arc<ApiState>, user: Option<User>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/healthz" | "/livez" | "/readyz" => return Ok(bytes_response(StatusCode::OK, "text/plain; charset=utf-8", Bytes::from_static(b"ok"))),
+        "/version" | "/version/" => return Ok(json_response(StatusCode::OK, &version_info())),
+        _ => {}
+    }
+    if user.is_none() {
+        return Err(ApiError::unauthorized());
+    }
+    let query = Query::parse(req.uri().query());
+    let reg = &state.registry;
+    if path == "/openapi/v3" || path == "/openapi/v3/" {
+        return Ok(json_response(StatusCode::OK, &openapi::index(reg)));
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        return openapi::group_version(reg, gv)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::path_not_found);
+    }
+    let method = req.method().clone();
+    match route(&method, &path, query.flag("watch")) {
+        Route::CoreVersions | Route::Groups => {
+            let core = matches!(route(&method, &path, false), Route::CoreVersions);
+            if discovery::wants_aggregated(req.headers()) {
+                let doc = discovery::aggregated(reg, core);
+                return Ok(bytes_response(StatusCode::OK, discovery::AGGREGATED_V2, Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())));
+            }
+            let doc = if core { discovery::core_versions() } else { discovery::group_list(reg) };
+            Ok(json_response(StatusCode::OK, &doc))
+        }
+        Route::Group(g) => discovery::group(reg, &g).map(|d| json_response(StatusCode::OK, &d)).ok_or_else(ApiError::path_not_found),
+        Route::GroupVersion(g, v) => discovery::resource_list(reg, &g, &v)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::path_not_found),
+        Route::Resource(info) => {
+            let Some(res) = reg.get(&info.group, &info.version, &info.resource) else {
+                return Err(ApiError::path_not_found());
+            };
+            let encoding = body::negotiate(req.headers())?;
+            let headers = req.headers().clone();
+            let body = read_body(req).await?;
+            let ctx = handlers::Ctx { state, res, info, query, headers, encoding };
+            handlers::dispatch(ctx, body).await
+        }
+        Route::Other if method == Method::GET => Err(ApiError::path_not_found()),
+        Route::Other => Err(ApiError::path_not_found()),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(MAX_BODY)),
+        Err(e) => Err(ApiError::bad_request(format!("failed to read the request body: {e}"))),
+    }
+}
+
+/// A one-line response for a finished request, used by tests.
+pub fn ok_text() -> Response<Body> {
+    bytes_response(StatusCode::OK, "text/plain", Bytes::from_static(b"ok"))
+}

@@ -1,0 +1,127 @@
+//! The registry: which resources are served and how each kind behaves. One generic pipeline
+//! (`crate::handlers`) does all CRUD; a kind contributes only its [`Strategy`]: defaults,
+//! validation, and how it prints as a table (upstream `pkg/registry/<group>/<resource>/strategy.go`).
+//! Custom resources are added and removed at run time as their CRDs come and go.
+
+pub mod apps;
+pub mod core;
+pub mod crd;
+pub mod generic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ledge_api::{ResourceDef, StatusCause};
+use serde_json::Value;
+
+use crate::table::Column;
+
+/// A kind's behaviour. Every method has a sensible generic default.
+pub trait Strategy: Send + Sync {
+    /// Fill defaults on create and update (e.g. a Service's `type: ClusterIP`).
+    fn defaults(&self, _obj: &mut Value) {}
+
+    /// Kind-specific validation; `old` is set on update. Generic metadata checks run separately.
+    fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
+        Vec::new()
+    }
+
+    /// Whether names must be DNS-1123 labels (namespaces, services) rather than subdomains.
+    fn name_is_label(&self) -> bool {
+        false
+    }
+
+    /// Table columns (`kubectl get`); the Name column comes first and is added by the caller.
+    fn columns(&self) -> Vec<Column> {
+        Vec::new()
+    }
+
+    /// Cells for [`Strategy::columns`], in order.
+    fn cells(&self, _obj: &Value) -> Vec<Value> {
+        Vec::new()
+    }
+
+    /// Whether this kind bumps `metadata.generation` on spec changes.
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+}
+
+/// One served resource: its definition and behaviour.
+pub struct Resource {
+    /// Names, scope, subresources.
+    pub def: ResourceDef,
+    /// Kind behaviour.
+    pub strategy: Arc<dyn Strategy>,
+    /// Whether the resource is a custom resource (served from a CRD).
+    pub custom: bool,
+}
+
+type Key = (String, String, String);
+
+/// Every resource the server serves, built-in and custom.
+#[derive(Default)]
+pub struct Registry {
+    by_path: RwLock<HashMap<Key, Arc<Resource>>>,
+    order: RwLock<Vec<Arc<Resource>>>,
+}
+
+impl Registry {
+    /// The registry with every built-in kind.
+    pub fn with_builtins() -> Self {
+        let reg = Self::default();
+        for def in ledge_api::resource::builtin_resources() {
+            let strategy = strategy_for(&def);
+            reg.add(Resource { def, strategy, custom: false });
+        }
+        reg
+    }
+
+    /// Serve a resource (replacing one at the same group/version/plural).
+    pub fn add(&self, res: Resource) {
+        let res = Arc::new(res);
+        let key = (res.def.group.clone(), res.def.version.clone(), res.def.plural.clone());
+        let mut by_path = self.by_path.write().unwrap_or_else(|p| p.into_inner());
+        let mut order = self.order.write().unwrap_or_else(|p| p.into_inner());
+        order.retain(|r| {
+            (r.def.group.as_str(), r.def.version.as_str(), r.def.plural.as_str())
+                != (key.0.as_str(), key.1.as_str(), key.2.as_str())
+        });
+        order.push(res.clone());
+        by_path.insert(key, res);
+    }
+
+    /// Stop serving a custom resource group/plural (all versions).
+    pub fn remove_custom(&self, group: &str, plural: &str) {
+        let mut by_path = self.by_path.write().unwrap_or_else(|p| p.into_inner());
+        let mut order = self.order.write().unwrap_or_else(|p| p.into_inner());
+        by_path.retain(|(g, _, p), r| !(r.custom && g == group && p == plural));
+        order.retain(|r| !(r.custom && r.def.group == group && r.def.plural == plural));
+    }
+
+    /// Find a resource by path segments.
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
+        let by_path = self.by_path.read().unwrap_or_else(|p| p.into_inner());
+        by_path.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+    }
+
+    /// Find a resource by group and kind (any version).
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<Resource>> {
+        self.all().into_iter().find(|r| r.def.group == group && r.def.kind == kind)
+    }
+
+    /// Every resource, in registration order.
+    pub fn all(&self) -> Vec<Arc<Resource>> {
+        self.order.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+fn strategy_for(def: &ResourceDef) -> Arc<dyn Strategy> {
+    match (def.group.as_str(), def.plural.as_str()) {
+        ("", plural) => core::strategy(plural),
+        ("apps", plural) => apps::strategy(plural),
+        ("batch", plural) => apps::batch_strategy(plural),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crd::CrdStrategy),
+        _ => Arc::new(generic::Generic),
+    }
+}

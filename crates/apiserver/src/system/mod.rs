@@ -1,0 +1,50 @@
+//! In-process loops the API server needs to behave like Kubernetes on its own: bootstrap
+//! objects, namespace lifecycle (Terminating → contents deleted → gone), the garbage collector
+//! for ownerReferences, CRD establishment, and per-namespace defaults (`default`
+//! ServiceAccount, `kube-root-ca.crt`). They use the same pipeline as API clients.
+//!
+//! These move to `ledge-controllers` once the controller harness exists; they live here now
+//! because the API server's own conformance depends on them.
+
+mod bootstrap;
+mod crds;
+mod gc;
+mod namespaces;
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use crate::cache::Change;
+use crate::state::ApiState;
+
+pub use bootstrap::bootstrap;
+
+/// Start every system loop; they stop with the state's cancellation token.
+pub fn start(state: Arc<ApiState>) {
+    tokio::spawn(crds::run(state.clone()));
+    tokio::spawn(namespaces::run(state.clone()));
+    tokio::spawn(gc::run(state));
+}
+
+/// Follow every change in the cache from now on, calling `on_change` for each; on lag
+/// (`on_change` too slow), call `resync` and carry on.
+pub async fn follow<F, R>(state: Arc<ApiState>, mut on_change: F, mut resync: R)
+where
+    F: AsyncFnMut(&Arc<ApiState>, Arc<Change>),
+    R: AsyncFnMut(&Arc<ApiState>),
+{
+    let (_, sub) = state.cache.snapshot_and_subscribe("/registry/");
+    let mut live = sub.live;
+    resync(&state).await;
+    loop {
+        tokio::select! {
+            _ = state.cancel.cancelled() => return,
+            next = live.recv() => match next {
+                Ok(change) => on_change(&state, change).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => resync(&state).await,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}

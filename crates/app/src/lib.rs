@@ -1,0 +1,105 @@
+//! The composition root: turns command-line options into running components (store, API
+//! server), prints what a user needs to get started, and shuts everything down gracefully.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ledge_store::{EmbeddedOptions, EmbeddedStore, Store};
+use tokio_util::sync::CancellationToken;
+
+/// Options of `ledge server`.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Data directory (store, certificates, kubeconfig).
+    pub data_dir: PathBuf,
+    /// HTTPS port.
+    pub port: u16,
+    /// Listen address.
+    pub bind: IpAddr,
+    /// Extra certificate names.
+    pub tls_sans: Vec<String>,
+}
+
+/// The default server data dir: `/var/lib/ledge/server` for root, else `~/.ledge/server`.
+pub fn default_server_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    match std::env::var_os("HOME") {
+        Some(home) if !root => Path::new(&home).join(".ledge/server"),
+        _ => PathBuf::from("/var/lib/ledge/server"),
+    }
+}
+
+/// How long shutdown waits for in-flight work before giving up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+async fn open_store(data_dir: &Path) -> anyhow::Result<EmbeddedStore> {
+    let path = data_dir.join("db").join("ledge.redb");
+    let dir = data_dir.join("db");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    tokio::task::spawn_blocking(move || {
+        EmbeddedStore::open(&path, EmbeddedOptions::default()).with_context(|| format!("cannot open the store at {}", path.display()))
+    })
+    .await?
+}
+
+/// Run `ledge server` until SIGINT/SIGTERM.
+pub async fn run_server(opts: ServerOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.data_dir).with_context(|| {
+        format!("cannot create the data directory {} (choose another with --data-dir)", opts.data_dir.display())
+    })?;
+    let store = open_store(&opts.data_dir).await?;
+    let cancel = CancellationToken::new();
+    let config = ledge_apiserver::ServerConfig {
+        data_dir: opts.data_dir.clone(),
+        bind: opts.bind,
+        port: opts.port,
+        tls_sans: opts.tls_sans.clone(),
+        watch_history: 10_000,
+    };
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let running = ledge_apiserver::start(config, shared, cancel.clone())
+        .await
+        .with_context(|| format!("cannot start the API server on {}:{}", opts.bind, opts.port))?;
+    println!("ledge server is ready on https://{}", running.addr);
+    println!("  data dir:   {}", opts.data_dir.display());
+    println!("  kubeconfig: {}", running.kubeconfig.display());
+    println!("try:");
+    println!("  export KUBECONFIG={}", running.kubeconfig.display());
+    println!("  kubectl get namespaces");
+    println!("  kubectl create configmap hello --from-literal=greeting=hi && kubectl get cm hello -o yaml");
+    println!("stop with Ctrl-C");
+    wait_for_signal().await;
+    println!("shutting down");
+    cancel.cancel();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, running.task).await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, store.shutdown()).await.is_err() {
+        tracing::warn!("store did not shut down in time");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Print the admin kubeconfig of a server data dir.
+pub fn print_kubeconfig(data_dir: &Path) -> anyhow::Result<()> {
+    let path = data_dir.join("admin.kubeconfig");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("cannot read {}: start `ledge server --data-dir {}` first", path.display(), data_dir.display())
+    })?;
+    print!("{text}");
+    Ok(())
+}

@@ -1,0 +1,253 @@
+"""Helpers shared by the e2e tests: manifests, kubectl tables, bounded waits, watch readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import secrets
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+# Every wait in these tests is for eventual state and is bounded by this (seconds).
+EVENTUAL_TIMEOUT = 30.0
+
+
+def file_tail(path: Path, lines: int, since: int = 0) -> str:
+    """The last `lines` lines of `path` from byte offset `since` (empty if the file is missing)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(since)
+            data = f.read()
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(deque(data.decode(errors="replace").splitlines(), maxlen=lines))
+
+
+def unique_name(prefix: str, max_len: int = 63) -> str:
+    """A DNS-1123 label `<prefix>-<random>` no longer than `max_len`."""
+    suffix = secrets.token_hex(3)
+    slug = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-")
+    slug = slug[: max_len - len(suffix) - 1].rstrip("-")
+    return f"{slug}-{suffix}"
+
+
+def shell_join(cmd) -> str:
+    return " ".join(shlex.quote(str(c)) for c in cmd)
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Quotes the strings that kubectl's YAML 1.1 decoder would read as booleans (`y`, `n`, ...)
+    and PyYAML, speaking YAML 1.1 with a shorter list of booleans, leaves plain."""
+
+
+def _represent_str(dumper, value):
+    style = '"' if value in ("y", "Y", "n", "N") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
+
+
+def manifest(*docs: dict) -> str:
+    """Multi-document YAML for `kubectl ... -f -`."""
+    return yaml.dump_all(docs, Dumper=_ManifestDumper, sort_keys=False)
+
+
+def write_manifest(path: Path, *docs: dict) -> Path:
+    path.write_text(manifest(*docs))
+    return path
+
+
+def configmap(name: str, data: dict | None = None, labels: dict | None = None,
+              namespace: str | None = None) -> dict:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = labels
+    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+    if data is not None:
+        obj["data"] = data
+    return obj
+
+
+def deployment(name: str, replicas: int = 1, env: list | None = None,
+               extra_containers: list | None = None) -> dict:
+    """An apps/v1 Deployment with a container `app` (env `env`) plus `extra_containers`."""
+    app = {"name": "app", "image": "registry.example/app:1"}
+    if env is not None:
+        app["env"] = env
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [app, *(extra_containers or [])]},
+            },
+        },
+    }
+
+
+def parse_table(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """Parses kubectl's column output into (headers, rows as {header: cell}).
+
+    kubectl aligns cells under the header with a tabwriter, so each cell is sliced at its header's
+    offset; this keeps empty cells (e.g. no SHORTNAMES) in the right column.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return [], []
+    header = lines[0]
+    spans = [(m.start(), m.group()) for m in re.finditer(r"\S+", header)]
+    names = [name for _, name in spans]
+    starts = [start for start, _ in spans]
+    ends = starts[1:] + [None]
+    rows = []
+    for line in lines[1:]:
+        rows.append({name: line[s:e].strip() for name, s, e in zip(names, starts, ends)})
+    return names, rows
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = EVENTUAL_TIMEOUT,
+               interval: float = 0.25):
+    """Polls `predicate` until it returns a truthy value (returned) or `timeout` passes (fails)."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as err:  # noqa: BLE001 - reported below if the wait times out
+            last_error = err
+        if time.monotonic() >= deadline:
+            detail = f"; last error: {last_error}" if last_error else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+class StreamReader:
+    """Reads a process's stdout (and stderr) on background threads, so reads can time out."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump_stdout, daemon=True).start()
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+
+    def _pump_stdout(self):
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _pump_stderr(self):
+        for line in self.process.stderr:
+            self.stderr.append(line)
+
+    def readline(self, deadline: float) -> str | None:
+        """Next stdout line; None at EOF; raises TimeoutError past `deadline` (monotonic)."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        try:
+            return self.lines.get(timeout=remaining)
+        except queue.Empty:
+            raise TimeoutError from None
+
+    def stop(self):
+        """Stops the process and its session (PATH's kubectl may be a dispatcher with a child)."""
+        if self.process.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+    def _signal(self, sig):
+        try:
+            os.killpg(self.process.pid, sig)  # started with start_new_session=True
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class JsonEventStream(StreamReader):
+    """`kubectl get -w --output-watch-events -o json`: a stream of pretty-printed JSON documents."""
+
+    def __init__(self, process: subprocess.Popen):
+        super().__init__(process)
+        self._buffer = ""
+        self._decoder = json.JSONDecoder()
+        self.seen: list[dict] = []
+
+    def next_event(self, timeout: float = EVENTUAL_TIMEOUT) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self._buffer.lstrip()
+            if text:
+                try:
+                    event, end = self._decoder.raw_decode(text)
+                except json.JSONDecodeError:
+                    pass
+                else:
+                    self._buffer = text[end:]
+                    self.seen.append(event)
+                    return event
+            try:
+                line = self.readline(deadline)
+            except TimeoutError:
+                raise AssertionError(
+                    f"no watch event within {timeout:.0f}s; events so far: {self.summary()}; "
+                    f"stderr: {''.join(self.stderr)!r}; unparsed output: {self._buffer!r}"
+                ) from None
+            if line is None:
+                raise AssertionError(
+                    f"kubectl watch exited (code {self.process.poll()}) after {self.summary()}; "
+                    f"stderr: {''.join(self.stderr)!r}; unparsed output: {self._buffer!r}"
+                )
+            self._buffer += line
+
+    def wait_for(self, predicate: Callable[[dict], bool], what: str,
+                 timeout: float = EVENTUAL_TIMEOUT) -> dict:
+        """Skips events until one matches `predicate`, returning it; fails after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {what} within {timeout:.0f}s; saw {self.summary()}")
+            event = self.next_event(timeout=remaining)
+            if predicate(event):
+                return event
+
+    def summary(self) -> list[tuple[str, str]]:
+        return [(e.get("type"), e.get("object", {}).get("metadata", {}).get("name"))
+                for e in self.seen]
+
+
+def status_of(err) -> dict:
+    """The Kubernetes `Status` body of a `kubernetes.client.ApiException` ({} if not JSON)."""
+    try:
+        return json.loads(err.body or "{}")
+    except (TypeError, ValueError):
+        return {}
