@@ -11,15 +11,28 @@ use serde_json::{Value, json};
 
 use crate::registry::{Registry, Resource};
 
-/// The media type of aggregated discovery v2.
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+/// Which aggregated discovery version the client asked for (`v2`, or `v2beta1` from kubectl
+/// 1.26–1.29), in its order of preference; `None` means legacy discovery.
+pub fn wants_aggregated(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok())?;
+    for clause in accept.split(',') {
+        let params: Vec<&str> = clause.split(';').map(str::trim).collect();
+        let has = |p: &str| params.contains(&p);
+        if has("g=apidiscovery.k8s.io") && has("as=APIGroupDiscoveryList") {
+            if has("v=v2") {
+                return Some("v2");
+            }
+            if has("v=v2beta1") {
+                return Some("v2beta1");
+            }
+        }
+    }
+    None
+}
 
-/// Whether the client asked for aggregated discovery (v2; v2beta1 clients also accept v2).
-pub fn wants_aggregated(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("g=apidiscovery.k8s.io") && a.contains("v=v2") && a.contains("as=APIGroupDiscoveryList"))
+/// The response media type for an aggregated discovery version.
+pub fn aggregated_media_type(version: &str) -> String {
+    format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
 }
 
 /// Group name → versions (in order) → resources.
@@ -99,7 +112,7 @@ fn aggregated_resource(r: &Resource) -> Value {
 }
 
 /// Aggregated discovery for `/api` (core only) or `/apis` (every named group).
-pub fn aggregated(reg: &Registry, core: bool) -> Value {
+pub fn aggregated(reg: &Registry, core: bool, version: &str) -> Value {
     let items: Vec<Value> = groups(reg)
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
@@ -113,7 +126,7 @@ pub fn aggregated(reg: &Registry, core: bool) -> Value {
             json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions})
         })
         .collect();
-    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{version}"), "metadata": {}, "items": items})
 }
 
 /// Legacy `/api`.
@@ -193,7 +206,7 @@ mod tests {
     #[test]
     fn discovery_lists_builtins_with_short_names() {
         let reg = Registry::with_builtins();
-        let core = aggregated(&reg, true);
+        let core = aggregated(&reg, true, "v2");
         let resources = &core["items"][0]["versions"][0]["resources"];
         let cm = resources.as_array().unwrap().iter().find(|r| r["resource"] == "configmaps").unwrap();
         assert_eq!(cm["shortNames"], json!(["cm"]));

@@ -294,7 +294,7 @@ pub fn validate_object_meta_update(new: &Value, old: &Value) -> Vec<FieldError> 
             .into_iter()
             .flatten()
             .filter(|f| !old_finalizers.is_some_and(|o| o.contains(f)))
-            .map(|f| super::render_value(f))
+            .map(super::error::render_value)
             .collect();
         if !added.is_empty() {
             let msg = format!(

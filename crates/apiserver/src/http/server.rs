@@ -174,9 +174,10 @@ async fn route_request(state: Arc<ApiState>, user: Option<User>, req: Request<In
     match route(&method, &path, query.flag("watch")) {
         Route::CoreVersions | Route::Groups => {
             let core = matches!(route(&method, &path, false), Route::CoreVersions);
-            if discovery::wants_aggregated(req.headers()) {
-                let doc = discovery::aggregated(reg, core);
-                return Ok(bytes_response(StatusCode::OK, discovery::AGGREGATED_V2, Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())));
+            if let Some(version) = discovery::wants_aggregated(req.headers()) {
+                let doc = discovery::aggregated(reg, core, version);
+                let media = discovery::aggregated_media_type(version);
+                return Ok(bytes_response(StatusCode::OK, &media, Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())));
             }
             let doc = if core { discovery::core_versions() } else { discovery::group_list(reg) };
             Ok(json_response(StatusCode::OK, &doc))
