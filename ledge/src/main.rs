@@ -31,6 +31,10 @@ enum Command {
         /// Extra host name or IP for the serving certificate (repeatable).
         #[arg(long = "tls-san")]
         tls_san: Vec<String>,
+        /// Recent changes kept in memory so watches can resume from an older resourceVersion;
+        /// older ones get "410 Expired" and relist.
+        #[arg(long, default_value_t = 10_000)]
+        watch_history: usize,
     },
     /// Print the admin kubeconfig of a server's data directory.
     Kubeconfig {
@@ -50,12 +54,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Server { data_dir, https_listen_port, bind_address, tls_san } => {
+        Command::Server { data_dir, https_listen_port, bind_address, tls_san, watch_history } => {
             let opts = ledge_app::ServerOptions {
                 data_dir: data_dir.unwrap_or_else(ledge_app::default_server_dir),
                 port: https_listen_port,
                 bind: bind_address,
                 tls_sans: tls_san,
+                watch_history,
             };
             tokio::runtime::Runtime::new()?.block_on(ledge_app::run_server(opts))
         }

@@ -104,6 +104,8 @@ def server(request, ledge_bin, tmp_path_factory, kubectl_path) -> Server:
         "--data-dir", str(data_dir),
         "--https-listen-port", str(port),
         "--bind-address", "127.0.0.1",
+        # A short watch history so the 410 test reaches "too old" with a few hundred writes.
+        "--watch-history", "1000",
     ]
     env = dict(os.environ)
     env.setdefault("RUST_BACKTRACE", "1")

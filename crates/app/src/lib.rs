@@ -21,6 +21,8 @@ pub struct ServerOptions {
     pub bind: IpAddr,
     /// Extra certificate names.
     pub tls_sans: Vec<String>,
+    /// Events kept for watches resuming from a past resourceVersion.
+    pub watch_history: usize,
 }
 
 /// The default server data dir: `/var/lib/ledge/server` for root, else `~/.ledge/server`.
@@ -58,7 +60,7 @@ pub async fn run_server(opts: ServerOptions) -> anyhow::Result<()> {
         bind: opts.bind,
         port: opts.port,
         tls_sans: opts.tls_sans.clone(),
-        watch_history: 10_000,
+        watch_history: opts.watch_history,
     };
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let running = ledge_apiserver::start(config, shared, cancel.clone())

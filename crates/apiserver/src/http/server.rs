@@ -165,6 +165,17 @@ async fn route_request(state: Arc<ApiState>, user: Option<User>, req: Request<In
     if path == "/openapi/v3" || path == "/openapi/v3/" {
         return Ok(json_response(StatusCode::OK, &openapi::index(reg)));
     }
+    if path == "/openapi/v2" || path == "/swagger-2.0.0.pb-v1" {
+        let wants_proto = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("protobuf"));
+        if !wants_proto {
+            return Err(ApiError::not_acceptable("application/json (only the protobuf form of /openapi/v2 is served)"));
+        }
+        return Ok(bytes_response(StatusCode::OK, openapi::v2::PROTOBUF, Bytes::from(openapi::v2::document(reg))));
+    }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
         return openapi::group_version(reg, gv)
             .map(|d| json_response(StatusCode::OK, &d))

@@ -344,7 +344,15 @@ pub fn apply(res: &Resource, live: &Value, applied: &Value, manager: &str, force
     let mut entries = entries(live);
     let prev_set = entries.iter().find(|e| entry_is(e, manager, "Apply")).map(entry_set).unwrap_or_default();
 
-    // Conflicts: another manager owns a field this apply sets to a different value.
+    // Conflicts: another manager owns a field this apply sets to a different value. Fields
+    // recorded in kubectl's last-applied annotation are taken over without a conflict, so moving
+    // from client-side to server-side apply just works (upstream `lastAppliedManager`).
+    let last_applied = live
+        .pointer("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration")
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .map(|v| fields_of(res, &v, &mut Vec::new(), true))
+        .unwrap_or_default();
     let mut conflicts = Vec::new();
     for e in entries.iter_mut().filter(|e| !entry_is(e, manager, "Apply")) {
         let mut set = entry_set(e);
@@ -352,7 +360,7 @@ pub fn apply(res: &Resource, live: &Value, applied: &Value, manager: &str, force
         let mut changed = false;
         for leaf in &leaves {
             if set.contains(leaf) && lookup(live, leaf) != lookup(applied, leaf) {
-                if force {
+                if force || last_applied.contains(leaf) {
                     set.remove(leaf);
                     changed = true;
                 } else {

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::registry::{Registry, Resource};
 
+pub mod v2;
+
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
