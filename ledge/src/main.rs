@@ -47,14 +47,23 @@ enum Command {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Server { data_dir, https_listen_port, bind_address, tls_san, watch_history } => {
+        Command::Server {
+            data_dir,
+            https_listen_port,
+            bind_address,
+            tls_san,
+            watch_history,
+        } => {
             let opts = ledge_app::ServerOptions {
                 data_dir: data_dir.unwrap_or_else(ledge_app::default_server_dir),
                 port: https_listen_port,

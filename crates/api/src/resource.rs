@@ -118,7 +118,11 @@ impl ResourceDef {
 
     /// The storage key prefix of every object of this resource, ending in `/`.
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { &self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         format!("/registry/{group}/{}/", self.plural)
     }
 
@@ -158,42 +162,218 @@ const fn b(
     all: bool,
     subs: &'static [Subresource],
 ) -> Builtin {
-    Builtin { group, kind, plural, namespaced, short, all, subs }
+    Builtin {
+        group,
+        kind,
+        plural,
+        namespaced,
+        short,
+        all,
+        subs,
+    }
 }
 
 use Subresource::*;
 
 /// Built-in kinds with their upstream scope, short names, `all` category and subresources.
 const BUILTINS: &[Builtin] = &[
-    b("", "Namespace", "namespaces", false, &["ns"], false, &[Status, Finalize]),
-    b("", "Pod", "pods", true, &["po"], true, &[Status, Binding, Eviction, Log, Exec]),
+    b(
+        "",
+        "Namespace",
+        "namespaces",
+        false,
+        &["ns"],
+        false,
+        &[Status, Finalize],
+    ),
+    b(
+        "",
+        "Pod",
+        "pods",
+        true,
+        &["po"],
+        true,
+        &[Status, Binding, Eviction, Log, Exec],
+    ),
     b("", "Node", "nodes", false, &["no"], false, &[Status]),
     b("", "Service", "services", true, &["svc"], true, &[Status]),
     b("", "Endpoints", "endpoints", true, &["ep"], false, &[]),
     b("", "ConfigMap", "configmaps", true, &["cm"], false, &[]),
     b("", "Secret", "secrets", true, &[], false, &[]),
     b("", "Event", "events", true, &["ev"], false, &[]),
-    b("", "ServiceAccount", "serviceaccounts", true, &["sa"], false, &[]),
+    b(
+        "",
+        "ServiceAccount",
+        "serviceaccounts",
+        true,
+        &["sa"],
+        false,
+        &[],
+    ),
     b("", "PodTemplate", "podtemplates", true, &[], false, &[]),
-    b("apps", "Deployment", "deployments", true, &["deploy"], true, &[Status, Scale]),
-    b("apps", "ReplicaSet", "replicasets", true, &["rs"], true, &[Status, Scale]),
-    b("apps", "DaemonSet", "daemonsets", true, &["ds"], true, &[Status]),
-    b("apps", "StatefulSet", "statefulsets", true, &["sts"], true, &[Status, Scale]),
-    b("apps", "ControllerRevision", "controllerrevisions", true, &[], false, &[]),
+    b(
+        "apps",
+        "Deployment",
+        "deployments",
+        true,
+        &["deploy"],
+        true,
+        &[Status, Scale],
+    ),
+    b(
+        "apps",
+        "ReplicaSet",
+        "replicasets",
+        true,
+        &["rs"],
+        true,
+        &[Status, Scale],
+    ),
+    b(
+        "apps",
+        "DaemonSet",
+        "daemonsets",
+        true,
+        &["ds"],
+        true,
+        &[Status],
+    ),
+    b(
+        "apps",
+        "StatefulSet",
+        "statefulsets",
+        true,
+        &["sts"],
+        true,
+        &[Status, Scale],
+    ),
+    b(
+        "apps",
+        "ControllerRevision",
+        "controllerrevisions",
+        true,
+        &[],
+        false,
+        &[],
+    ),
     b("batch", "Job", "jobs", true, &[], true, &[Status]),
-    b("batch", "CronJob", "cronjobs", true, &["cj"], true, &[Status]),
-    b("coordination.k8s.io", "Lease", "leases", true, &[], false, &[]),
-    b("scheduling.k8s.io", "PriorityClass", "priorityclasses", false, &["pc"], false, &[]),
-    b("node.k8s.io", "RuntimeClass", "runtimeclasses", false, &[], false, &[]),
-    b("discovery.k8s.io", "EndpointSlice", "endpointslices", true, &[], false, &[]),
-    b("events.k8s.io", "Event", "events", true, &["ev"], false, &[]),
-    b("policy", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], false, &[Status]),
-    b("rbac.authorization.k8s.io", "Role", "roles", true, &[], false, &[]),
-    b("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", true, &[], false, &[]),
-    b("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", false, &[], false, &[]),
-    b("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", false, &[], false, &[]),
-    b("certificates.k8s.io", "CertificateSigningRequest", "certificatesigningrequests", false, &["csr"], false, &[Status]),
-    b("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"], false, &[Status]),
+    b(
+        "batch",
+        "CronJob",
+        "cronjobs",
+        true,
+        &["cj"],
+        true,
+        &[Status],
+    ),
+    b(
+        "coordination.k8s.io",
+        "Lease",
+        "leases",
+        true,
+        &[],
+        false,
+        &[],
+    ),
+    b(
+        "scheduling.k8s.io",
+        "PriorityClass",
+        "priorityclasses",
+        false,
+        &["pc"],
+        false,
+        &[],
+    ),
+    b(
+        "node.k8s.io",
+        "RuntimeClass",
+        "runtimeclasses",
+        false,
+        &[],
+        false,
+        &[],
+    ),
+    b(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        &[],
+        false,
+        &[],
+    ),
+    b(
+        "events.k8s.io",
+        "Event",
+        "events",
+        true,
+        &["ev"],
+        false,
+        &[],
+    ),
+    b(
+        "policy",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+        &["pdb"],
+        false,
+        &[Status],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "Role",
+        "roles",
+        true,
+        &[],
+        false,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        "rolebindings",
+        true,
+        &[],
+        false,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        "clusterroles",
+        false,
+        &[],
+        false,
+        &[],
+    ),
+    b(
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+        &[],
+        false,
+        &[],
+    ),
+    b(
+        "certificates.k8s.io",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        false,
+        &["csr"],
+        false,
+        &[Status],
+    ),
+    b(
+        "apiextensions.k8s.io",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+        &["crd", "crds"],
+        false,
+        &[Status],
+    ),
 ];
 
 /// The built-in resources ledge serves, in discovery order.
@@ -208,7 +388,11 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             singular: x.kind.to_lowercase(),
             namespaced: x.namespaced,
             short_names: x.short.iter().map(|s| s.to_string()).collect(),
-            categories: if x.all { vec!["all".to_string()] } else { vec![] },
+            categories: if x.all {
+                vec!["all".to_string()]
+            } else {
+                vec![]
+            },
             subresources: x.subs.to_vec(),
         })
         .collect()
@@ -221,12 +405,27 @@ mod tests {
     #[test]
     fn keys_are_kubernetes_style() {
         let all = builtin_resources();
-        let cm = all.iter().find(|r| r.plural == "configmaps").expect("configmaps");
-        assert_eq!(cm.key(Some("default"), "x"), "/registry/core/configmaps/default/x");
-        assert_eq!(cm.namespace_prefix(Some("a")), "/registry/core/configmaps/a/");
-        let ns = all.iter().find(|r| r.plural == "namespaces").expect("namespaces");
+        let cm = all
+            .iter()
+            .find(|r| r.plural == "configmaps")
+            .expect("configmaps");
+        assert_eq!(
+            cm.key(Some("default"), "x"),
+            "/registry/core/configmaps/default/x"
+        );
+        assert_eq!(
+            cm.namespace_prefix(Some("a")),
+            "/registry/core/configmaps/a/"
+        );
+        let ns = all
+            .iter()
+            .find(|r| r.plural == "namespaces")
+            .expect("namespaces");
         assert_eq!(ns.key(Some("ignored"), "x"), "/registry/core/namespaces/x");
-        let d = all.iter().find(|r| r.plural == "deployments").expect("deployments");
+        let d = all
+            .iter()
+            .find(|r| r.plural == "deployments")
+            .expect("deployments");
         assert_eq!(d.api_version(), "apps/v1");
         assert!(d.has(Subresource::Scale));
     }

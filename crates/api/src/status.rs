@@ -87,7 +87,12 @@ impl ApiError {
 
     /// 409 on create: `configmaps "x" already exists`.
     pub fn already_exists(gr: GroupResource<'_>, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{gr} \"{name}\" already exists")).about(gr, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{gr} \"{name}\" already exists"),
+        )
+        .about(gr, name)
     }
 
     /// 409 on a stale write, with the upstream wording test suites grep for.
@@ -126,7 +131,11 @@ impl ApiError {
         } else {
             format!("{kind}.{group}")
         };
-        let mut err = Self::new(422, "Invalid", format!("{shown} \"{name}\" is invalid: {summary}"));
+        let mut err = Self::new(
+            422,
+            "Invalid",
+            format!("{shown} \"{name}\" is invalid: {summary}"),
+        );
         err.name = Some(name.to_string());
         if !group.is_empty() {
             err.group = Some(group.to_string());
@@ -153,7 +162,11 @@ impl ApiError {
 
     /// 404 for a path that names no resource.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 405 for a verb the resource does not support.
@@ -170,7 +183,9 @@ impl ApiError {
         Self::new(
             406,
             "NotAcceptable",
-            format!("only the following media types are accepted: application/json, application/yaml; got {accept}"),
+            format!(
+                "only the following media types are accepted: application/json, application/yaml; got {accept}"
+            ),
         )
     }
 
@@ -179,23 +194,37 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {content_type}"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {content_type}"
+            ),
         )
     }
 
     /// 413 for a body past the size limit.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("the request body is larger than the limit of {limit} bytes"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
     }
 
     /// 410 for a resourceVersion older than the kept history.
     pub fn expired(requested: i64, oldest: i64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     /// 500 for a server-side failure.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     /// 503 when the server cannot serve now.
@@ -250,7 +279,10 @@ mod tests {
 
     #[test]
     fn not_found_matches_upstream_wording() {
-        let gr = GroupResource { group: "apps", resource: "deployments" };
+        let gr = GroupResource {
+            group: "apps",
+            resource: "deployments",
+        };
         let s = ApiError::not_found(gr, "web").to_status();
         assert_eq!(s["message"], "deployments.apps \"web\" not found");
         assert_eq!(s["code"], 404);
@@ -265,9 +297,15 @@ mod tests {
             field: f.into(),
         };
         let e = ApiError::invalid("", "ConfigMap", "x", vec![cause("metadata.name")]);
-        assert_eq!(e.message, "ConfigMap \"x\" is invalid: metadata.name: Invalid value");
+        assert_eq!(
+            e.message,
+            "ConfigMap \"x\" is invalid: metadata.name: Invalid value"
+        );
         let e = ApiError::invalid("", "ConfigMap", "x", vec![cause("a"), cause("b")]);
-        assert_eq!(e.message, "ConfigMap \"x\" is invalid: [a: Invalid value, b: Invalid value]");
+        assert_eq!(
+            e.message,
+            "ConfigMap \"x\" is invalid: [a: Invalid value, b: Invalid value]"
+        );
         assert_eq!(e.to_status()["details"]["causes"][1]["field"], "b");
     }
 }

@@ -31,30 +31,53 @@ pub fn completes_deletion(res: &Resource, old: &Value, new: &Value) -> bool {
     if !object::is_deleting(new) || !object::finalizers(new).is_empty() {
         return false;
     }
-    let spec_finalizers = |o: &Value| o.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let spec_finalizers = |o: &Value| {
+        o.pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
     let is_namespace = res.def.group.is_empty() && res.def.plural == "namespaces";
     if is_namespace {
-        return !spec_finalizers(new) && (spec_finalizers(old) || !object::finalizers(old).is_empty());
+        return !spec_finalizers(new)
+            && (spec_finalizers(old) || !object::finalizers(old).is_empty());
     }
     !object::finalizers(old).is_empty()
 }
 
 fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
     let existing = state.cache.list("/registry/core/services/", None).items;
-    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = svc
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     if ty == "ExternalName" {
         return Ok(());
     }
     let used_ips: HashSet<String> = existing
         .iter()
-        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(str::to_string))
+        .filter_map(|s| {
+            s.pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect();
-    let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+    let requested = svc
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let ip = if requested.is_empty() {
         let mut found = None;
         for _ in 0..1024 {
             let n: u16 = rand::random_range(2..65534);
-            let ip = format!("{}.{}.{}.{}", SERVICE_CIDR_PREFIX[0], SERVICE_CIDR_PREFIX[1], n >> 8, n & 0xff);
+            let ip = format!(
+                "{}.{}.{}.{}",
+                SERVICE_CIDR_PREFIX[0],
+                SERVICE_CIDR_PREFIX[1],
+                n >> 8,
+                n & 0xff
+            );
             if !used_ips.contains(&ip) {
                 found = Some(ip);
                 break;
@@ -65,7 +88,11 @@ fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
         requested
     } else {
         if used_ips.contains(&requested) {
-            return Err(invalid_ip(svc, &requested, "provided IP is already allocated"));
+            return Err(invalid_ip(
+                svc,
+                &requested,
+                "provided IP is already allocated",
+            ));
         }
         requested
     };
@@ -78,7 +105,12 @@ fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
     if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
         let used_ports: HashSet<i64> = existing
             .iter()
-            .flat_map(|s| s.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+            .flat_map(|s| {
+                s.pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
             .collect();
         if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
@@ -90,20 +122,32 @@ fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
                 let port = (0..4096)
                     .map(|_| rand::random_range(30000..=32767))
                     .find(|n| !taken.contains(n))
-                    .ok_or_else(|| ApiError::internal("failed to allocate a node port: range is full"))?;
+                    .ok_or_else(|| {
+                        ApiError::internal("failed to allocate a node port: range is full")
+                    })?;
                 taken.insert(port);
                 p["nodePort"] = json!(port);
             }
         }
-        svc["spec"]["externalTrafficPolicy"] = svc.pointer("/spec/externalTrafficPolicy").cloned().unwrap_or(json!("Cluster"));
+        svc["spec"]["externalTrafficPolicy"] = svc
+            .pointer("/spec/externalTrafficPolicy")
+            .cloned()
+            .unwrap_or(json!("Cluster"));
     }
     Ok(())
 }
 
 fn invalid_ip(svc: &Value, ip: &str, why: &str) -> ApiError {
-    ApiError::invalid("", "Service", object::name(svc), vec![StatusCause {
-        reason: "FieldValueInvalid".into(),
-        message: format!("spec.clusterIPs: Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: {why}"),
-        field: "spec.clusterIPs".into(),
-    }])
+    ApiError::invalid(
+        "",
+        "Service",
+        object::name(svc),
+        vec![StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message: format!(
+                "spec.clusterIPs: Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: {why}"
+            ),
+            field: "spec.clusterIPs".into(),
+        }],
+    )
 }

@@ -165,7 +165,13 @@ impl Cache {
             (EventKind::Put, None) => ChangeKind::Added,
             (EventKind::Put, Some(_)) => ChangeKind::Modified,
         };
-        let change = Arc::new(Change { kind, key: ev.kv.key, revision, object: decoded, prev });
+        let change = Arc::new(Change {
+            kind,
+            key: ev.kv.key,
+            revision,
+            object: decoded,
+            prev,
+        });
         inner.history.push_back(change.clone());
         while inner.history.len() > self.capacity {
             if let Some(old) = inner.history.pop_front() {
@@ -207,7 +213,10 @@ impl Cache {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v.clone())
             .collect();
-        Snapshot { revision: inner.revision, items }
+        Snapshot {
+            revision: inner.revision,
+            items,
+        }
     }
 
     /// A snapshot of every object under `prefix` and a subscription to the changes after it,
@@ -222,14 +231,24 @@ impl Cache {
             .map(|(_, v)| v.clone())
             .collect();
         let revision = inner.revision;
-        (Snapshot { revision, items }, Subscription { replay: Vec::new(), live, revision })
+        (
+            Snapshot { revision, items },
+            Subscription {
+                replay: Vec::new(),
+                live,
+                revision,
+            },
+        )
     }
 
     /// Start watching from `after` (changes with a greater revision).
     pub fn subscribe(&self, prefix: &str, after: Revision) -> Result<Subscription, CacheError> {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         if after < inner.oldest {
-            return Err(CacheError::Expired { requested: after, oldest: inner.oldest });
+            return Err(CacheError::Expired {
+                requested: after,
+                oldest: inner.oldest,
+            });
         }
         let live = self.live.subscribe();
         let replay = inner
@@ -238,6 +257,10 @@ impl Cache {
             .filter(|c| c.revision > after && c.key.starts_with(prefix))
             .cloned()
             .collect();
-        Ok(Subscription { replay, live, revision: inner.revision })
+        Ok(Subscription {
+            replay,
+            live,
+            revision: inner.revision,
+        })
     }
 }

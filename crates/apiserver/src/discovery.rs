@@ -14,7 +14,9 @@ use crate::registry::{Registry, Resource};
 /// Which aggregated discovery version the client asked for (`v2`, or `v2beta1` from kubectl
 /// 1.26–1.29), in its order of preference; `None` means legacy discovery.
 pub fn wants_aggregated(headers: &HeaderMap) -> Option<&'static str> {
-    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok())?;
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())?;
     for clause in accept.split(',') {
         let params: Vec<&str> = clause.split(';').map(str::trim).collect();
         let has = |p: &str| params.contains(&p);
@@ -35,9 +37,12 @@ pub fn aggregated_media_type(version: &str) -> String {
     format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")
 }
 
+/// One served version of a group and its resources.
+type Version = (String, Vec<Arc<Resource>>);
+
 /// Group name → versions (in order) → resources.
-fn groups(reg: &Registry) -> BTreeMap<String, Vec<(String, Vec<Arc<Resource>>)>> {
-    let mut out: BTreeMap<String, Vec<(String, Vec<Arc<Resource>>)>> = BTreeMap::new();
+fn groups(reg: &Registry) -> BTreeMap<String, Vec<Version>> {
+    let mut out: BTreeMap<String, Vec<Version>> = BTreeMap::new();
     for r in reg.all() {
         let versions = out.entry(r.def.group.clone()).or_default();
         match versions.iter_mut().find(|(v, _)| *v == r.def.version) {
@@ -47,7 +52,7 @@ fn groups(reg: &Registry) -> BTreeMap<String, Vec<(String, Vec<Arc<Resource>>)>>
     }
     // Prefer the highest version first (v1 before v1beta1, v2 before v1), like upstream's order.
     for versions in out.values_mut() {
-        versions.sort_by(|a, b| version_priority(&b.0).cmp(&version_priority(&a.0)));
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(&v.0)));
     }
     out
 }
@@ -55,7 +60,9 @@ fn groups(reg: &Registry) -> BTreeMap<String, Vec<(String, Vec<Arc<Resource>>)>>
 /// Kubernetes version ordering: GA > beta > alpha, higher numbers first.
 fn version_priority(v: &str) -> (u8, u32, u32) {
     let rest = v.strip_prefix('v').unwrap_or(v);
-    let num_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let num_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let major: u32 = rest[..num_end].parse().unwrap_or(0);
     let tail = &rest[num_end..];
     let (stage, minor) = if tail.is_empty() {
@@ -71,7 +78,11 @@ fn version_priority(v: &str) -> (u8, u32, u32) {
 }
 
 fn scope(r: &Resource) -> &'static str {
-    if r.def.namespaced { "Namespaced" } else { "Cluster" }
+    if r.def.namespaced {
+        "Namespaced"
+    } else {
+        "Cluster"
+    }
 }
 
 fn sub_kind(r: &Resource, sub: ledge_api::Subresource) -> Value {
@@ -80,8 +91,12 @@ fn sub_kind(r: &Resource, sub: ledge_api::Subresource) -> Value {
         Scale => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
         Binding => json!({"group": "", "version": "v1", "kind": "Binding"}),
         Eviction => json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
-        Log | Exec => json!({"group": "", "version": "v1", "kind": if sub == Log { "Pod" } else { "PodExecOptions" }}),
-        Status | Finalize => json!({"group": r.def.group, "version": r.def.version, "kind": r.def.kind}),
+        Log | Exec => {
+            json!({"group": "", "version": "v1", "kind": if sub == Log { "Pod" } else { "PodExecOptions" }})
+        }
+        Status | Finalize => {
+            json!({"group": r.def.group, "version": r.def.version, "kind": r.def.kind})
+        }
     }
 }
 
@@ -134,15 +149,22 @@ pub fn core_versions() -> Value {
     json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
 }
 
-fn group_doc(g: &str, versions: &[(String, Vec<Arc<Resource>>)]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|(v, _)| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+fn group_doc(g: &str, versions: &[Version]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|(v, _)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
     let preferred = vs.first().cloned().unwrap_or(json!({}));
     json!({"name": g, "versions": vs, "preferredVersion": preferred})
 }
 
 /// Legacy `/apis`.
 pub fn group_list(reg: &Registry) -> Value {
-    let groups: Vec<Value> = groups(reg).iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_doc(g, vs)).collect();
+    let groups: Vec<Value> = groups(reg)
+        .iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| group_doc(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -158,7 +180,11 @@ pub fn group(reg: &Registry, name: &str) -> Option<Value> {
 
 /// Legacy `/api/v1` or `/apis/<group>/<version>`, if served.
 pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<Arc<Resource>> = reg.all().into_iter().filter(|r| r.def.group == group && r.def.version == version).collect();
+    let rs: Vec<Arc<Resource>> = reg
+        .all()
+        .into_iter()
+        .filter(|r| r.def.group == group && r.def.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -188,8 +214,14 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
             resources.push(sv);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -199,7 +231,7 @@ mod tests {
     #[test]
     fn versions_sort_like_upstream() {
         let mut v = vec!["v1beta1", "v1", "v2alpha1", "v2"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
         assert_eq!(v, vec!["v2", "v1", "v1beta1", "v2alpha1"]);
     }
 
@@ -208,10 +240,20 @@ mod tests {
         let reg = Registry::with_builtins();
         let core = aggregated(&reg, true, "v2");
         let resources = &core["items"][0]["versions"][0]["resources"];
-        let cm = resources.as_array().unwrap().iter().find(|r| r["resource"] == "configmaps").unwrap();
+        let cm = resources
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "configmaps")
+            .unwrap();
         assert_eq!(cm["shortNames"], json!(["cm"]));
         let apps = resource_list(&reg, "apps", "v1").unwrap();
-        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert!(group(&reg, "apps").is_some());
         assert!(group(&reg, "nope").is_none());

@@ -73,8 +73,16 @@ pub struct Running {
 
 /// The server URL clients should use for a bound address.
 fn server_url(bind: std::net::IpAddr, port: u16) -> String {
-    let host = if bind.is_unspecified() { "127.0.0.1".to_string() } else { bind.to_string() };
-    if host.contains(':') { format!("https://[{host}]:{port}") } else { format!("https://{host}:{port}") }
+    let host = if bind.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        bind.to_string()
+    };
+    if host.contains(':') {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    }
 }
 
 /// Render a kubeconfig for a client certificate.
@@ -91,12 +99,25 @@ pub fn kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str, use
 
 /// Start the API server on `store`: certificates, cache, bootstrap objects, system loops,
 /// listener. Returns once it accepts connections.
-pub async fn start(config: ServerConfig, store: Arc<dyn Store>, cancel: CancellationToken) -> Result<Running, StartError> {
+pub async fn start(
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    cancel: CancellationToken,
+) -> Result<Running, StartError> {
     let pki_dir = config.data_dir.join("tls");
-    std::fs::create_dir_all(&pki_dir).map_err(|source| pki::PkiError::Io { path: pki_dir.clone(), source })?;
+    std::fs::create_dir_all(&pki_dir).map_err(|source| pki::PkiError::Io {
+        path: pki_dir.clone(),
+        source,
+    })?;
     let ca = ClusterCa::load_or_create(&pki_dir)?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "kubernetes".to_string(),
-        "kubernetes.default".to_string(), "kubernetes.default.svc".to_string(), admission::KUBERNETES_SERVICE_IP.to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        admission::KUBERNETES_SERVICE_IP.to_string(),
+    ];
     if !config.bind.is_unspecified() {
         names.push(config.bind.to_string());
     }
@@ -111,10 +132,17 @@ pub async fn start(config: ServerConfig, store: Arc<dyn Store>, cancel: Cancella
     names.dedup();
     // The serving certificate is issued at every start so new --tls-san values take effect.
     let serving = ca.issue_server(&names)?;
-    let admin = pki::load_or_issue(&pki_dir, "admin", || ca.issue_client("ledge-admin", &["system:masters"]))?;
+    let admin = pki::load_or_issue(&pki_dir, "admin", || {
+        ca.issue_client("ledge-admin", &["system:masters"])
+    })?;
 
     let listener = http::server::bind(SocketAddr::new(config.bind, config.port)).await?;
-    let addr = listener.local_addr().map_err(|source| http::server::ServeError::Bind { addr: SocketAddr::new(config.bind, config.port), source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| http::server::ServeError::Bind {
+            addr: SocketAddr::new(config.bind, config.port),
+            source,
+        })?;
     let tls = http::server::tls_config(&ca.cert_pem, &serving.cert_pem, &serving.key_pem)?;
 
     let cache = Cache::start(store.clone(), config.watch_history, cancel.child_token()).await?;
@@ -125,13 +153,25 @@ pub async fn start(config: ServerConfig, store: Arc<dyn Store>, cancel: Cancella
         ca_pem: ca.cert_pem.clone(),
         cancel: cancel.clone(),
     });
-    system::bootstrap(&state, addr.port()).await.map_err(StartError::Bootstrap)?;
+    system::bootstrap(&state, addr.port())
+        .await
+        .map_err(StartError::Bootstrap)?;
     system::start(state.clone());
 
     let kubeconfig_path = config.data_dir.join("admin.kubeconfig");
-    let text = kubeconfig(&server_url(config.bind, addr.port()), &ca.cert_pem, &admin.cert_pem, &admin.key_pem, "ledge-admin");
+    let text = kubeconfig(
+        &server_url(config.bind, addr.port()),
+        &ca.cert_pem,
+        &admin.cert_pem,
+        &admin.key_pem,
+        "ledge-admin",
+    );
     pki::write_private(&kubeconfig_path, &text)?;
 
     let task = tokio::spawn(http::server::serve(listener, tls, state, cancel));
-    Ok(Running { addr, kubeconfig: kubeconfig_path, task })
+    Ok(Running {
+        addr,
+        kubeconfig: kubeconfig_path,
+        task,
+    })
 }

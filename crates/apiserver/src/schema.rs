@@ -16,7 +16,11 @@ pub struct SchemaError {
 }
 
 fn join(path: &str, field: &str) -> String {
-    if path.is_empty() { field.to_string() } else { format!("{path}.{field}") }
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 fn flag(schema: &Value, name: &str) -> bool {
@@ -59,7 +63,10 @@ fn walk_structural(s: &Value, path: &str, root: bool, out: &mut Vec<(String, Str
         || flag(s, "x-kubernetes-int-or-string")
         || flag(s, "x-kubernetes-preserve-unknown-fields");
     if !typed {
-        out.push((format!("{path}.type"), "Required value: must not be empty for specified object fields".into()));
+        out.push((
+            format!("{path}.type"),
+            "Required value: must not be empty for specified object fields".into(),
+        ));
     }
     if root && m.get("type").is_some_and(|t| t != "object") {
         out.push((format!("{path}.type"), "must be object at the root".into()));
@@ -139,7 +146,10 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
             errs.push(SchemaError {
                 field: shown_path.into(),
                 reason: "FieldValueInvalid",
-                message: format!("Invalid value: \"null\": {shown_path} in body must be of type {}: \"null\"", s["type"].as_str().unwrap_or("object")),
+                message: format!(
+                    "Invalid value: \"null\": {shown_path} in body must be of type {}: \"null\"",
+                    s["type"].as_str().unwrap_or("object")
+                ),
             });
         }
         return;
@@ -150,7 +160,10 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
             errs.push(SchemaError {
                 field: shown_path.into(),
                 reason: "FieldValueInvalid",
-                message: format!("Invalid value: {}: {shown_path} in body must be of type integer or string", shown(v)),
+                message: format!(
+                    "Invalid value: {}: {shown_path} in body must be of type integer or string",
+                    shown(v)
+                ),
             });
         }
     } else if let Some(want) = s.get("type").and_then(Value::as_str) {
@@ -171,7 +184,11 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
         errs.push(SchemaError {
             field: shown_path.into(),
             reason: "FieldValueNotSupported",
-            message: format!("Unsupported value: {}: supported values: {}", shown(v), list.join(", ")),
+            message: format!(
+                "Unsupported value: {}: supported values: {}",
+                shown(v),
+                list.join(", ")
+            ),
         });
     }
     check_bounds(v, s, shown_path, errs);
@@ -190,18 +207,26 @@ fn check(v: &Value, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
 
 fn check_bounds(v: &Value, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
     let mut fail = |message: String| {
-        errs.push(SchemaError { field: path.into(), reason: "FieldValueInvalid", message })
+        errs.push(SchemaError {
+            field: path.into(),
+            reason: "FieldValueInvalid",
+            message,
+        })
     };
     if let Some(n) = v.as_f64() {
         if let Some(min) = s.get("minimum").and_then(Value::as_f64)
             && n < min
         {
-            fail(format!("Invalid value: {v}: {path} in body should be greater than or equal to {min}"));
+            fail(format!(
+                "Invalid value: {v}: {path} in body should be greater than or equal to {min}"
+            ));
         }
         if let Some(max) = s.get("maximum").and_then(Value::as_f64)
             && n > max
         {
-            fail(format!("Invalid value: {v}: {path} in body should be less than or equal to {max}"));
+            fail(format!(
+                "Invalid value: {v}: {path} in body should be less than or equal to {max}"
+            ));
         }
     }
     if let Some(text) = v.as_str() {
@@ -209,7 +234,10 @@ fn check_bounds(v: &Value, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
         if let Some(min) = s.get("minLength").and_then(Value::as_u64)
             && len < min
         {
-            fail(format!("Invalid value: {}: {path} in body should be at least {min} chars long", shown(v)));
+            fail(format!(
+                "Invalid value: {}: {path} in body should be at least {min} chars long",
+                shown(v)
+            ));
         }
         if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
             && len > max
@@ -222,7 +250,9 @@ fn check_bounds(v: &Value, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
         if let Some(min) = s.get("minItems").and_then(Value::as_u64)
             && len < min
         {
-            fail(format!("Invalid value: {len}: {path} in body should have at least {min} items"));
+            fail(format!(
+                "Invalid value: {len}: {path} in body should have at least {min} items"
+            ));
         }
         if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
             && len > max
@@ -233,7 +263,12 @@ fn check_bounds(v: &Value, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
 }
 
 fn check_object(obj: &Map<String, Value>, s: &Value, path: &str, errs: &mut Vec<SchemaError>) {
-    for req in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+    for req in s
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(name) = req.as_str()
             && !obj.contains_key(name)
         {
@@ -270,15 +305,29 @@ mod tests {
     fn defaults_and_pruning() {
         let mut obj = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"unknown": 1}, "extra": true});
         apply_defaults_and_prune(&mut obj, &widget_schema(), true);
-        assert_eq!(obj, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1, "color": "red"}}));
+        assert_eq!(
+            obj,
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1, "color": "red"}})
+        );
     }
 
     #[test]
     fn validation_names_the_field() {
-        let errs = validate(&json!({"spec": {"size": "big", "color": "green", "tags": [1], "port": 1.5}}), &widget_schema(), "");
+        let errs = validate(
+            &json!({"spec": {"size": "big", "color": "green", "tags": [1], "port": 1.5}}),
+            &widget_schema(),
+            "",
+        );
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, vec!["spec.size", "spec.color", "spec.tags[0]", "spec.port"]);
-        assert!(errs[0].message.contains("must be of type integer"), "{:?}", errs[0]);
+        assert_eq!(
+            fields,
+            vec!["spec.size", "spec.color", "spec.tags[0]", "spec.port"]
+        );
+        assert!(
+            errs[0].message.contains("must be of type integer"),
+            "{:?}",
+            errs[0]
+        );
         let errs = validate(&json!({"spec": {"size": 0}}), &widget_schema(), "");
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message.contains("greater than or equal to 1"));

@@ -23,16 +23,30 @@ pub struct Column {
 
 /// A column shown by default.
 pub const fn col(name: &'static str, kind: &'static str, description: &'static str) -> Column {
-    Column { name: Cow::Borrowed(name), kind: Cow::Borrowed(kind), priority: 0, description: Cow::Borrowed(description) }
+    Column {
+        name: Cow::Borrowed(name),
+        kind: Cow::Borrowed(kind),
+        priority: 0,
+        description: Cow::Borrowed(description),
+    }
 }
 
 /// A column shown only with `-o wide`.
 pub const fn wide(name: &'static str, kind: &'static str, description: &'static str) -> Column {
-    Column { name: Cow::Borrowed(name), kind: Cow::Borrowed(kind), priority: 1, description: Cow::Borrowed(description) }
+    Column {
+        name: Cow::Borrowed(name),
+        kind: Cow::Borrowed(kind),
+        priority: 1,
+        description: Cow::Borrowed(description),
+    }
 }
 
 /// The Age column.
-pub const AGE: Column = col("Age", "string", "CreationTimestamp is a timestamp representing the server time when this object was created.");
+pub const AGE: Column = col(
+    "Age",
+    "string",
+    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+);
 
 /// Upstream's short human duration (`5s`, `3m2s`, `4h`, `2d3h`, `12d`, `1y20d`).
 pub fn human_duration(secs: i64) -> String {
@@ -43,28 +57,48 @@ pub fn human_duration(secs: i64) -> String {
     if secs < 120 {
         format!("{secs}s")
     } else if m < 10 {
-        if secs % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", secs % 60) }
+        if secs % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", secs % 60)
+        }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 192 {
-        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
     } else if d < 730 {
         format!("{d}d")
     } else {
         let y = d / 365;
-        if y < 8 && d % 365 != 0 { format!("{y}y{}d", d % 365) } else { format!("{y}y") }
+        if y < 8 && d % 365 != 0 {
+            format!("{y}y{}d", d % 365)
+        } else {
+            format!("{y}y")
+        }
     }
 }
 
 /// Age of a timestamp field, as printed.
 pub fn age_of(ts: Option<&str>) -> Value {
-    let Some(ts) = ts else { return json!("<unknown>") };
+    let Some(ts) = ts else {
+        return json!("<unknown>");
+    };
     match chrono::DateTime::parse_from_rfc3339(ts) {
-        Ok(t) => json!(human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())),
+        Ok(t) => json!(human_duration(
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()
+        )),
         Err(_) => json!("<invalid>"),
     }
 }
@@ -76,7 +110,11 @@ pub fn age(obj: &Value) -> Value {
 
 /// Build a Table for `items` of `res`; `with_headers` false for watch events after the first.
 pub fn table(res: &Resource, items: &[&Value], list_meta: Value, with_headers: bool) -> Value {
-    let mut columns = vec![col("Name", "string", "Name must be unique within a namespace.")];
+    let mut columns = vec![col(
+        "Name",
+        "string",
+        "Name must be unique within a namespace.",
+    )];
     columns.extend(res.strategy.columns());
     let custom_age = columns.iter().any(|c| c.name == "Age");
     if !custom_age {
@@ -124,7 +162,11 @@ pub fn partial_metadata(obj: &Value) -> Value {
 /// Read a dotted path (`.spec.replicas`) from an object; `[n]` indexes arrays.
 pub fn path<'a>(obj: &'a Value, dotted: &str) -> Option<&'a Value> {
     let mut cur = obj;
-    for seg in dotted.trim_start_matches('.').split('.').filter(|s| !s.is_empty()) {
+    for seg in dotted
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+    {
         let (field, index) = match seg.split_once('[') {
             Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (seg, None),

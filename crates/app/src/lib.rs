@@ -28,7 +28,9 @@ pub struct ServerOptions {
 /// The default server data dir: `/var/lib/ledge/server` for root, else `~/.ledge/server`.
 pub fn default_server_dir() -> PathBuf {
     use std::os::unix::fs::MetadataExt as _;
-    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
     match std::env::var_os("HOME") {
         Some(home) if !root => Path::new(&home).join(".ledge/server"),
         _ => PathBuf::from("/var/lib/ledge/server"),
@@ -43,7 +45,8 @@ async fn open_store(data_dir: &Path) -> anyhow::Result<EmbeddedStore> {
     let dir = data_dir.join("db");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     tokio::task::spawn_blocking(move || {
-        EmbeddedStore::open(&path, EmbeddedOptions::default()).with_context(|| format!("cannot open the store at {}", path.display()))
+        EmbeddedStore::open(&path, EmbeddedOptions::default())
+            .with_context(|| format!("cannot open the store at {}", path.display()))
     })
     .await?
 }
@@ -51,7 +54,10 @@ async fn open_store(data_dir: &Path) -> anyhow::Result<EmbeddedStore> {
 /// Run `ledge server` until SIGINT/SIGTERM.
 pub async fn run_server(opts: ServerOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.data_dir).with_context(|| {
-        format!("cannot create the data directory {} (choose another with --data-dir)", opts.data_dir.display())
+        format!(
+            "cannot create the data directory {} (choose another with --data-dir)",
+            opts.data_dir.display()
+        )
     })?;
     let store = open_store(&opts.data_dir).await?;
     let cancel = CancellationToken::new();
@@ -72,13 +78,18 @@ pub async fn run_server(opts: ServerOptions) -> anyhow::Result<()> {
     println!("try:");
     println!("  export KUBECONFIG={}", running.kubeconfig.display());
     println!("  kubectl get namespaces");
-    println!("  kubectl create configmap hello --from-literal=greeting=hi && kubectl get cm hello -o yaml");
+    println!(
+        "  kubectl create configmap hello --from-literal=greeting=hi && kubectl get cm hello -o yaml"
+    );
     println!("stop with Ctrl-C");
     wait_for_signal().await;
     println!("shutting down");
     cancel.cancel();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, running.task).await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, store.shutdown()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, store.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("store did not shut down in time");
     }
     Ok(())
@@ -100,7 +111,11 @@ async fn wait_for_signal() {
 pub fn print_kubeconfig(data_dir: &Path) -> anyhow::Result<()> {
     let path = data_dir.join("admin.kubeconfig");
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("cannot read {}: start `ledge server --data-dir {}` first", path.display(), data_dir.display())
+        format!(
+            "cannot read {}: start `ledge server --data-dir {}` first",
+            path.display(),
+            data_dir.display()
+        )
     })?;
     print!("{text}");
     Ok(())

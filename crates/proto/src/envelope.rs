@@ -32,9 +32,7 @@ pub(crate) struct Envelope<'a> {
 
 /// Checks the magic and reads the `runtime.Unknown` after it.
 pub(crate) fn parse(body: &[u8]) -> Result<Envelope<'_>, DecodeError> {
-    let unknown = body
-        .strip_prefix(&MAGIC)
-        .ok_or(DecodeError::MissingMagic)?;
+    let unknown = body.strip_prefix(&MAGIC).ok_or(DecodeError::MissingMagic)?;
     if unknown.is_empty() {
         return Err(DecodeError::EmptyBody);
     }
@@ -97,16 +95,28 @@ mod tests {
     fn reads_type_meta_and_raw() {
         let body = b"k8s\0\x0a\x0f\x0a\x02v1\x12\x09Namespace\x12\x02\x0a\x00";
         let env = parse(body).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((env.api_version.as_str(), env.kind.as_str()), ("v1", "Namespace"));
+        assert_eq!(
+            (env.api_version.as_str(), env.kind.as_str()),
+            ("v1", "Namespace")
+        );
         assert_eq!(env.raw, b"\x0a\x00");
     }
 
     #[test]
     fn explains_what_is_wrong() {
         let msg = |body: &[u8]| parse(body).map(|_| ()).unwrap_err().to_string();
-        assert_eq!(msg(b"{}"), r#"protobuf body is missing the "k8s\x00" prefix"#);
-        assert_eq!(msg(b"k8s\0"), r#"protobuf body is empty after the "k8s\x00" prefix"#);
-        assert_eq!(msg(b"k8s\0\x12\x00"), "protobuf body has no kind in its typeMeta");
+        assert_eq!(
+            msg(b"{}"),
+            r#"protobuf body is missing the "k8s\x00" prefix"#
+        );
+        assert_eq!(
+            msg(b"k8s\0"),
+            r#"protobuf body is empty after the "k8s\x00" prefix"#
+        );
+        assert_eq!(
+            msg(b"k8s\0\x12\x00"),
+            "protobuf body has no kind in its typeMeta"
+        );
         assert_eq!(
             msg(b"k8s\0\x0a\x06\x12\x04Node\x1a\x04gzip"),
             r#"unsupported contentEncoding "gzip" in a protobuf body; send JSON instead"#

@@ -40,7 +40,10 @@ pub enum DecodeError {
         kind: String,
     },
     /// A field of the object is malformed; `path` is its JSON path.
-    #[error("cannot decode {api_version} {kind} from protobuf{}: {source}", at(path))]
+    #[error(
+        "cannot decode {api_version} {kind} from protobuf{}: {source}",
+        at(path)
+    )]
     Field {
         /// The object's apiVersion.
         api_version: String,
@@ -114,7 +117,9 @@ pub enum FieldError {
     #[error("IntOrString type {0} is neither 0 (int) nor 1 (string)")]
     IntOrStringType(i64),
     /// A `resource.Quantity` string that Kubernetes would not parse.
-    #[error("quantity {0:?} does not match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
+    #[error(
+        "quantity {0:?} does not match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )]
     Quantity(String),
     /// A `RawExtension` or `FieldsV1` whose bytes are not JSON.
     #[error("embedded object is not valid JSON: {0}")]

@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(rfc3339(0, None), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_704_067_200, None), "2024-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400, None), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_718_454_245, Some(5)), "2024-06-15T12:24:05.000005Z");
+        assert_eq!(
+            rfc3339(1_718_454_245, Some(5)),
+            "2024-06-15T12:24:05.000005Z"
+        );
         assert_eq!(rfc3339(-1, None), "1969-12-31T23:59:59Z");
         // Go's zero time, year 1, and a year past 9999.
         assert_eq!(rfc3339(-62_135_596_800, None), "0001-01-01T00:00:00Z");

@@ -90,7 +90,9 @@ fn absorb<'a>(
                 }
                 (ty, payload) => {
                     let index = list.len();
-                    list.push(element(ty, payload, depth).map_err(|e| e.within(Seg::Index(index)))?);
+                    list.push(
+                        element(ty, payload, depth).map_err(|e| e.within(Seg::Index(index)))?,
+                    );
                 }
             }
         }

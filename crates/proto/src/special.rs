@@ -285,7 +285,9 @@ mod tests {
             json!("2024-01-01T00:00:00.001234Z")
         );
         // seconds = Go's zero time → null
-        let zero: &[u8] = &[0x08, 0x80, 0x92, 0xb8, 0xc3, 0x98, 0xfe, 0xff, 0xff, 0xff, 0x01];
+        let zero: &[u8] = &[
+            0x08, 0x80, 0x92, 0xb8, 0xc3, 0x98, 0xfe, 0xff, 0xff, 0xff, 0x01,
+        ];
         assert_eq!(ok(Special::Time, &[zero]), Value::Null);
     }
 
@@ -312,7 +314,9 @@ mod tests {
 
     #[test]
     fn quantities_follow_go_grammar() {
-        for good in ["0", "1", "500m", "1Gi", "1.5", ".5", "1.", "+1", "-1", "1e3", "1E-3"] {
+        for good in [
+            "0", "1", "500m", "1Gi", "1.5", ".5", "1.", "+1", "-1", "1e3", "1E-3",
+        ] {
             assert!(is_quantity(good), "{good}");
         }
         for bad in ["", "abc", "1Q", "1 Gi", "1e", "1e+", "1KiB", "Gi1", "1e3.5"] {

@@ -89,7 +89,9 @@ impl<'a> Reader<'a> {
                 return Err(FieldError::VarintOverflow);
             }
             // Bits past the 64th are dropped, as gogo's `wire |= uint64(b&0x7F) << shift` does.
-            value |= u64::from(byte & 0x7f).checked_shl(7 * i as u32).unwrap_or(0);
+            value |= u64::from(byte & 0x7f)
+                .checked_shl(7 * i as u32)
+                .unwrap_or(0);
             if byte < 0x80 {
                 self.buf = &self.buf[i + 1..];
                 return Ok(value);
@@ -213,10 +215,19 @@ mod tests {
     #[test]
     fn rejects_bad_keys_and_lengths() {
         assert!(matches!(fields(&[0x00]), Err(FieldError::IllegalTag(0))));
-        assert!(matches!(fields(&[0x0e]), Err(FieldError::IllegalWireType(6))));
-        assert!(matches!(fields(&[0x0c]), Err(FieldError::UnmatchedEndGroup)));
+        assert!(matches!(
+            fields(&[0x0e]),
+            Err(FieldError::IllegalWireType(6))
+        ));
+        assert!(matches!(
+            fields(&[0x0c]),
+            Err(FieldError::UnmatchedEndGroup)
+        ));
         assert!(matches!(fields(&[0x12, 5, 1]), Err(FieldError::Truncated)));
         assert!(matches!(fields(&[0x2b, 0x08]), Err(FieldError::Truncated)));
-        assert!(matches!(fields(&[0x2b, 0x34]), Err(FieldError::UnmatchedEndGroup)));
+        assert!(matches!(
+            fields(&[0x2b, 0x34]),
+            Err(FieldError::UnmatchedEndGroup)
+        ));
     }
 }

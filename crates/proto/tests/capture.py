@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Capture the request bodies real kubectl sends, as fixtures for ledge-proto.
 
-kubectl >= 1.32 sends its typed writes (create generators, run, create token,
-auth can-i, certificate approve, drain's evictions, ...) as Kubernetes
+kubectl >= 1.32 sends its typed writes (create generators, create token, auth
+can-i / whoami, certificate approve, autoscale, debug, ...) as Kubernetes
 protobuf; kubectl 1.31 sends the same objects as JSON. This script starts a
 fake API server on 127.0.0.1 (plain HTTP, legacy discovery, stdlib only), runs
 every command in COMMANDS once with each kubectl, and writes the body of each
@@ -13,7 +13,9 @@ POST/PUT to crates/proto/tests/data/:
     <name>.133.pb   kubectl 1.33 (protobuf)
 
 plus captures.tsv listing method, path and Content-Type of every capture.
-tests/fixtures.rs decodes each .pb and compares it with the .json.
+tests/decode/fixtures.rs decodes each .pb and compares it, member order included,
+with the .json. kubectl run, expose and drain still send JSON from 1.32 on:
+those commands leave no fixture (captures.tsv shows what they sent).
 
 Re-run from the repository root (needs the kubectl 1.31/1.32/1.33 binaries of
 the image's Google Cloud SDK and openssl, takes about a minute):

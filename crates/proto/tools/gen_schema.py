@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate ledge-proto's message tables (crates/proto/src/schema/gen_*.rs).
+"""Generate ledge-proto's message tables (crates/proto/src/schema/generated/).
 
 The decoder in ledge-proto is driven by static tables: for every protobuf
 message it can meet, the field numbers and wire types (from the upstream
@@ -14,7 +14,10 @@ Re-run after bumping the Kubernetes version (pinned below in K8S_TAG):
     git clone --depth 1 -b v0.36.3 https://github.com/kubernetes/api /tmp/k8s/api
     git clone --depth 1 -b v0.36.3 https://github.com/kubernetes/apimachinery /tmp/k8s/apimachinery
     python3 crates/proto/tools/gen_schema.py /tmp/k8s/api /tmp/k8s/apimachinery
-    cargo fmt -p ledge-proto
+
+The output is one field per line and deliberately left alone by rustfmt
+(`#[rustfmt::skip] mod generated;`), so that a diff after a version bump shows
+exactly the fields upstream added.
 
 The script stops with an error on any Go/proto shape it does not understand,
 rather than emitting a table that would decode silently wrong JSON.
@@ -153,9 +156,9 @@ class Gen:
         self.protos = {}  # qualified message name -> fields
         self.go = {}  # proto package -> (structs, named)
         self.module = {}  # proto package -> rust module name
-        dirs = [(os.path.join(api_dir, p), "gen_" + p.replace("/", "_")) for p in API_PACKAGES]
+        dirs = [(os.path.join(api_dir, p), p.replace("/", "_")) for p in API_PACKAGES]
         dirs += [
-            (os.path.join(machinery_dir, "pkg/apis/meta/v1"), "gen_meta_v1"),
+            (os.path.join(machinery_dir, "pkg/apis/meta/v1"), "meta_v1"),
             (os.path.join(machinery_dir, "pkg/api/resource"), None),
             (os.path.join(machinery_dir, "pkg/util/intstr"), None),
             (os.path.join(machinery_dir, "pkg/runtime"), None),
@@ -230,10 +233,10 @@ class Gen:
                 key, val = ptype
                 if key != "string":
                     fail(f"{qname}.{pname}: map key {key}")
-                ty = self.type_of(pkg, val, qname, pname)
+                ty, target = self.type_of(pkg, val, qname, pname)
                 shape = "Map"
             else:
-                ty = self.type_of(pkg, ptype, qname, pname)
+                ty, target = self.type_of(pkg, ptype, qname, pname)
                 if label == "repeated":
                     shape = "Rep"
                     if ty == "Bytes":
@@ -253,18 +256,31 @@ class Gen:
             elif jname in json_names:
                 fail(f"{qname}: duplicate JSON name {jname}")
             json_names.add(jname)
-            rows.append((number, jname, shape, ty, omit))
+            rows.append((number, jname, shape, ty, omit, target))
         missing = set(by_number) - seen
         if missing:
             fail(f"{qname}: proto fields {sorted(missing)} have no Go field")
         self.reachable[qname] = rows
+        # Go lets a shallower field shadow a promoted one; the decoder just
+        # merges, so insist there is nothing to shadow.
+        members = self.members(qname)
+        if len(members) != len(set(members)):
+            fail(f"{qname}: inlined JSON members collide: {sorted(members)}")
+
+    def members(self, qname):
+        """JSON member names of a message, with inlined structs expanded."""
+        out = []
+        for _, jname, shape, _, _, target in self.reachable.get(qname) or []:
+            out += self.members(target) if shape == "Inline" else [jname]
+        return out
 
     def type_of(self, pkg, ptype, qname, pname):
+        """Return (Rust `Type` expression, qualified message name or None)."""
         if ptype in SCALARS:
-            return SCALARS[ptype]
+            return SCALARS[ptype], None
         target = qualify(pkg, ptype)
         if target in SPECIAL:
-            return SPECIAL[target]
+            return SPECIAL[target], None
         if target not in self.protos:
             fail(f"{qname}.{pname}: unknown message {target}")
         struct, underlying = self.go_struct(target)
@@ -273,10 +289,10 @@ class Gen:
             # (authentication/v1 ExtraValue): JSON shows the bare list.
             inner = self.protos[target][1]
             if underlying == "[]string" and inner == [("repeated", "string", "items", 1)]:
-                return "StrList"
+                return "StrList", None
             fail(f"{target}: unsupported wrapper of {underlying}")
         self.visit(target)
-        return f"Msg(&{self.rust_ref(pkg, target)})"
+        return f"Msg(&{self.rust_ref(pkg, target)})", target
 
     def rust_ref(self, from_pkg, target):
         tpkg, _, name = target.rpartition(".")
@@ -294,16 +310,15 @@ class Gen:
         for module, messages in sorted(by_module.items()):
             lines = [
                 header,
-                "#![allow(non_upper_case_globals)]\n",
-                "use super::Omit::*;",
-                "use super::Shape::*;",
-                "use super::Type::*;",
-                "use super::{Message, f};\n",
+                "use crate::schema::Omit::*;",
+                "use crate::schema::Shape::*;",
+                "use crate::schema::Type::*;",
+                "use crate::schema::{Message, f};\n",
             ]
             for name, rows in sorted(messages):
                 lines.append(f"pub(crate) static {name}: Message = Message {{")
                 lines.append("    fields: &[")
-                for number, jname, shape, ty, omit in rows:
+                for number, jname, shape, ty, omit, _ in rows:
                     lines.append(f'        f({number}, "{jname}", {shape}, {ty}, {omit}),')
                 lines.append("    ],")
                 lines.append("};\n")
@@ -311,19 +326,25 @@ class Gen:
             with open(os.path.join(out_dir, module + ".rs"), "w") as fh:
                 fh.write(text.rstrip() + "\n")
         kinds = sorted((v, k, q) for v, k, q in self.kinds)
-        lines = [header, "use super::Message;\n"]
+        lines = [
+            header,
+            "//! Message tables generated from upstream; see tools/gen_schema.py.\n",
+            "#![allow(non_upper_case_globals)]\n",
+        ]
+        lines += [f"mod {module};" for module in sorted(by_module)]
+        lines.append("\nuse crate::schema::Message;\n")
         lines.append("/// Registered kinds, sorted by (apiVersion, kind) for binary search.")
         lines.append("pub(crate) static KINDS: &[(&str, &str, &Message)] = &[")
         for v, k, q in kinds:
             pkg, _, name = q.rpartition(".")
-            lines.append(f'    ("{v}", "{k}", &super::{self.module[pkg]}::{name}),')
+            lines.append(f'    ("{v}", "{k}", &{self.module[pkg]}::{name}),')
         lines.append("];\n")
         lines.append("/// meta/v1 kinds registered in every group version.")
         lines.append("pub(crate) static META_KINDS: &[(&str, &Message)] = &[")
         for k in META_KINDS:
-            lines.append(f'    ("{k}", &super::gen_meta_v1::{k}),')
+            lines.append(f'    ("{k}", &meta_v1::{k}),')
         lines.append("];")
-        with open(os.path.join(out_dir, "gen_kinds.rs"), "w") as fh:
+        with open(os.path.join(out_dir, "mod.rs"), "w") as fh:
             fh.write("\n".join(lines) + "\n")
         print(f"{len(self.reachable)} messages, {len(kinds)} kinds, modules: {sorted(by_module)}")
 
@@ -331,7 +352,8 @@ class Gen:
 def main():
     if len(sys.argv) != 3:
         fail("usage: gen_schema.py <k8s.io/api checkout> <k8s.io/apimachinery checkout>")
-    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "schema")
+    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "schema", "generated")
+    os.makedirs(out_dir, exist_ok=True)
     Gen(sys.argv[1], sys.argv[2]).write(out_dir)
 
 

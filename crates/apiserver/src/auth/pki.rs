@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Failures creating or loading certificates.
@@ -54,7 +54,10 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(PkiError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -62,7 +65,10 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
 pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -98,10 +104,14 @@ impl ClusterCa {
         let cert_path = dir.join("ca.crt");
         let key_path = dir.join("ca.key");
         if let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&key_path)?) {
-            let key = KeyPair::from_pem(&key_pem)
-                .map_err(|_| PkiError::Parse { path: key_path.clone(), what: "private key" })?;
-            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-                .map_err(|_| PkiError::Parse { path: cert_path.clone(), what: "CA certificate" })?;
+            let key = KeyPair::from_pem(&key_pem).map_err(|_| PkiError::Parse {
+                path: key_path.clone(),
+                what: "private key",
+            })?;
+            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|_| PkiError::Parse {
+                path: cert_path.clone(),
+                what: "CA certificate",
+            })?;
             return Ok(Self { cert_pem, issuer });
         }
         let key = KeyPair::generate()?;
@@ -109,13 +119,18 @@ impl ClusterCa {
         let cert = params.self_signed(&key)?;
         write_private(&key_path, &key.serialize_pem())?;
         write_private(&cert_path, &cert.pem())?;
-        Ok(Self { cert_pem: cert.pem(), issuer: Issuer::new(params, key) })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
     }
 
     /// Issue a serving certificate for the given DNS names and IP addresses.
     pub fn issue_server(&self, names: &[String]) -> Result<CertPair, PkiError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, "ledge-apiserver");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "ledge-apiserver");
         for name in names {
             let san = match name.parse::<std::net::IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
@@ -147,7 +162,10 @@ impl ClusterCa {
         ];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(CertPair { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(CertPair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 

@@ -37,11 +37,24 @@ impl DeleteOptions {
             body::decode_object(&body::content_type(&ctx.headers), raw)?
         };
         let mut opts = DeleteOptions {
-            propagation: doc.get("propagationPolicy").and_then(Value::as_str).map(str::to_string),
+            propagation: doc
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             grace_period: doc.get("gracePeriodSeconds").and_then(Value::as_i64),
-            uid: doc.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-            resource_version: doc.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
-            dry_run: ctx.dry_run()? || doc.get("dryRun").and_then(Value::as_array).is_some_and(|a| !a.is_empty()),
+            uid: doc
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            resource_version: doc
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            dry_run: ctx.dry_run()?
+                || doc
+                    .get("dryRun")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty()),
         };
         if doc.get("orphanDependents") == Some(&json!(true)) && opts.propagation.is_none() {
             opts.propagation = Some("Orphan".into());
@@ -79,31 +92,46 @@ pub async fn delete_object(
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<Deleted, ApiError> {
-    let gr = GroupResource { group: &res.def.group, resource: &res.def.plural };
+    let gr = GroupResource {
+        group: &res.def.group,
+        resource: &res.def.plural,
+    };
     let key = res.def.key(namespace, name);
     for _ in 0..16 {
         state.cache.wait_for(state.store.current_revision()).await;
-        let Some(old) = state.cache.get(&key) else { return Err(ApiError::not_found(gr, name)) };
+        let Some(old) = state.cache.get(&key) else {
+            return Err(ApiError::not_found(gr, name));
+        };
         if let Some(uid) = &opts.uid
             && object::uid(&old) != Some(uid.as_str())
         {
-            return Err(ApiError::conflict(gr, name, &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                object::uid(&old).unwrap_or("")
-            )));
+            return Err(ApiError::conflict(
+                gr,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    object::uid(&old).unwrap_or("")
+                ),
+            ));
         }
         if let Some(rv) = &opts.resource_version
             && object::meta_str(&old, "resourceVersion") != Some(rv.as_str())
         {
-            return Err(ApiError::conflict(gr, name, &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                object::meta_str(&old, "resourceVersion").unwrap_or("")
-            )));
+            return Err(ApiError::conflict(
+                gr,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    object::meta_str(&old, "resourceVersion").unwrap_or("")
+                ),
+            ));
         }
         let mut new = (*old).clone();
         let mut finalizers = object::finalizers(&old);
         match opts.propagation.as_deref() {
-            Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
+            Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+                finalizers.push("orphan".into())
+            }
             Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
                 finalizers.push("foregroundDeletion".into())
             }
@@ -112,7 +140,10 @@ pub async fn delete_object(
         let grace = graceful_period(res, &old, opts);
         let namespace_finalizers = res.def.group.is_empty()
             && res.def.plural == "namespaces"
-            && old.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            && old
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
         if finalizers.is_empty() && grace.is_none() && !namespace_finalizers {
             if opts.dry_run {
                 return Ok(Deleted::Gone(new));
@@ -134,8 +165,14 @@ pub async fn delete_object(
         let meta = object::meta_mut(&mut new);
         if !meta.contains_key("deletionTimestamp") {
             let at = chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0));
-            meta.insert("deletionTimestamp".into(), json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
-            meta.insert("deletionGracePeriodSeconds".into(), json!(grace.unwrap_or(0)));
+            meta.insert(
+                "deletionTimestamp".into(),
+                json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            );
+            meta.insert(
+                "deletionGracePeriodSeconds".into(),
+                json!(grace.unwrap_or(0)),
+            );
         }
         meta.insert("finalizers".into(), json!(finalizers));
         if finalizers.is_empty() {
@@ -150,7 +187,11 @@ pub async fn delete_object(
             return Ok(Deleted::Pending(new));
         }
         let rv = object::resource_version(&old).unwrap_or(0);
-        match state.store.update(&key, object::encode_for_store(&new).into(), rv).await {
+        match state
+            .store
+            .update(&key, object::encode_for_store(&new).into(), rv)
+            .await
+        {
             Ok(kv) => {
                 object::set_resource_version(&mut new, kv.mod_revision);
                 return Ok(Deleted::Pending(new));
@@ -168,11 +209,20 @@ fn graceful_period(res: &Resource, pod: &Value, opts: &DeleteOptions) -> Option<
     if !(res.def.group.is_empty() && res.def.plural == "pods") {
         return None;
     }
-    let bound = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let finished = matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+    let bound = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
     let grace = opts
         .grace_period
-        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30);
     (bound && !finished && grace > 0).then_some(grace)
 }
@@ -190,11 +240,20 @@ pub async fn delete(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiEr
 pub async fn delete_collection(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
     let opts = DeleteOptions::parse(&ctx, &raw)?;
     let filter = Filter::from_query(&ctx)?;
-    ctx.state.cache.wait_for(ctx.state.store.current_revision()).await;
-    let snapshot = ctx.state.cache.list(&ctx.res.def.namespace_prefix(ctx.namespace()), None);
+    ctx.state
+        .cache
+        .wait_for(ctx.state.store.current_revision())
+        .await;
+    let snapshot = ctx
+        .state
+        .cache
+        .list(&ctx.res.def.namespace_prefix(ctx.namespace()), None);
     let mut items = Vec::new();
     for obj in snapshot.items.iter().filter(|o| filter.matches(o)) {
-        let (ns, name) = (object::namespace(obj).map(str::to_string), object::name(obj).to_string());
+        let (ns, name) = (
+            object::namespace(obj).map(str::to_string),
+            object::name(obj).to_string(),
+        );
         match delete_object(&ctx.state, &ctx.res, ns.as_deref(), &name, &opts).await {
             Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
             Err(e) if e.code == 404 => {}

@@ -41,12 +41,19 @@ pub struct Ctx {
 impl Ctx {
     /// The group/resource errors name.
     pub fn gr(&self) -> GroupResource<'_> {
-        GroupResource { group: &self.res.def.group, resource: &self.res.def.plural }
+        GroupResource {
+            group: &self.res.def.group,
+            resource: &self.res.def.plural,
+        }
     }
 
     /// The namespace of the request, for namespaced resources.
     pub fn namespace(&self) -> Option<&str> {
-        if self.res.def.namespaced { self.info.namespace.as_deref() } else { None }
+        if self.res.def.namespaced {
+            self.info.namespace.as_deref()
+        } else {
+            None
+        }
     }
 
     /// The object name from the path ("" for collections).
@@ -72,7 +79,10 @@ impl Ctx {
 
     /// The current object from the consistent cache, or 404.
     pub async fn current(&self) -> Result<Arc<Value>, ApiError> {
-        self.state.cache.wait_for(self.state.store.current_revision()).await;
+        self.state
+            .cache
+            .wait_for(self.state.store.current_revision())
+            .await;
         self.state
             .cache
             .get(&self.key())
@@ -82,7 +92,10 @@ impl Ctx {
 
 /// Serve a resource request.
 pub async fn dispatch(ctx: Ctx, body: bytes::Bytes) -> Result<Response<Body>, ApiError> {
-    if ctx.res.def.namespaced && ctx.info.namespace.is_none() && !matches!(ctx.info.verb, Verb::List | Verb::Watch) {
+    if ctx.res.def.namespaced
+        && ctx.info.namespace.is_none()
+        && !matches!(ctx.info.verb, Verb::List | Verb::Watch)
+    {
         return Err(ApiError::path_not_found());
     }
     if let Some(sub) = ctx.info.subresource.as_deref() {
@@ -112,14 +125,32 @@ fn field_supported(res: &Resource, field: &str) -> bool {
     }
     let allowed: &[&str] = match (res.def.group.as_str(), res.def.plural.as_str()) {
         ("", "pods") => &[
-            "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-            "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
         ],
         ("", "events") | ("events.k8s.io", "events") => &[
-            "involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-            "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
-            "reason", "reportingComponent", "source", "type", "regarding.kind", "regarding.name",
-            "regarding.namespace", "regarding.uid",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+            "regarding.kind",
+            "regarding.name",
+            "regarding.namespace",
+            "regarding.uid",
         ],
         ("", "secrets") => &["type"],
         ("", "namespaces") => &["status.phase"],
@@ -142,15 +173,25 @@ pub struct Filter {
 impl Filter {
     /// Parse `labelSelector` and `fieldSelector`, rejecting unsupported fields with 400.
     pub fn from_query(ctx: &Ctx) -> Result<Self, ApiError> {
-        let labels = match ctx.query.get("labelSelector").filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
-                ApiError::bad_request(format!("unable to parse requirement: {e}"))
-            })?),
-            None => None,
-        };
-        let fields = match ctx.query.get("fieldSelector").filter(|s| !s.trim().is_empty()) {
+        let labels =
+            match ctx
+                .query
+                .get("labelSelector")
+                .filter(|s| !s.trim().is_empty())
+            {
+                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
+        let fields = match ctx
+            .query
+            .get("fieldSelector")
+            .filter(|s| !s.trim().is_empty())
+        {
             Some(s) => {
-                let sel = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+                let sel = FieldSelector::parse(s)
+                    .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
                 for req in sel.requirements() {
                     if !field_supported(&ctx.res, &req.field) {
                         return Err(ApiError::bad_request(format!(

@@ -12,7 +12,10 @@ use crate::table;
 /// Respond with one object in the negotiated encoding.
 pub fn respond_object(ctx: &Ctx, status: StatusCode, obj: &Value) -> Response<Body> {
     if ctx.encoding == Encoding::Table {
-        let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(json!(""));
         let t = table::table(&ctx.res, &[obj], json!({"resourceVersion": rv}), true);
         return json_response(status, &t);
     }
@@ -32,8 +35,14 @@ struct Continue {
 }
 
 fn decode_continue(token: &str, prefix: &str) -> Result<Continue, ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: the token was not issued by this server or has been altered");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: the token was not issued by this server or has been altered",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let c: Continue = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if !c.start.starts_with(prefix) {
         return Err(bad());
@@ -45,15 +54,30 @@ fn decode_continue(token: &str, prefix: &str) -> Result<Continue, ApiError> {
 pub async fn list(ctx: Ctx) -> Result<Response<Body>, ApiError> {
     let filter = Filter::from_query(&ctx)?;
     let prefix = ctx.res.def.namespace_prefix(ctx.namespace());
-    let limit = ctx.query.int("limit")?.filter(|n| *n > 0).map(|n| n as usize);
+    let limit = ctx
+        .query
+        .int("limit")?
+        .filter(|n| *n > 0)
+        .map(|n| n as usize);
     let resume = match ctx.query.get("continue").filter(|s| !s.is_empty()) {
         Some(token) => Some(decode_continue(token, &prefix)?),
         None => None,
     };
-    ctx.state.cache.wait_for(ctx.state.store.current_revision()).await;
-    let snapshot = ctx.state.cache.list(&prefix, resume.as_ref().map(|c| c.start.as_str()));
+    ctx.state
+        .cache
+        .wait_for(ctx.state.store.current_revision())
+        .await;
+    let snapshot = ctx
+        .state
+        .cache
+        .list(&prefix, resume.as_ref().map(|c| c.start.as_str()));
     let revision = resume.as_ref().map_or(snapshot.revision, |c| c.rv);
-    let matching: Vec<&Value> = snapshot.items.iter().map(|a| a.as_ref()).filter(|o| filter.matches(o)).collect();
+    let matching: Vec<&Value> = snapshot
+        .items
+        .iter()
+        .map(|a| a.as_ref())
+        .filter(|o| filter.matches(o))
+        .collect();
     let (page, rest) = match limit {
         Some(n) if matching.len() > n => matching.split_at(n),
         _ => (matching.as_slice(), &[][..]),
@@ -62,15 +86,25 @@ pub async fn list(ctx: Ctx) -> Result<Response<Body>, ApiError> {
     if !rest.is_empty()
         && let Some(last) = page.last()
     {
-        let key = ctx.res.def.key(crate::object::namespace(last), crate::object::name(last));
-        let token = serde_json::to_vec(&Continue { rv: revision, start: key }).unwrap_or_default();
+        let key = ctx
+            .res
+            .def
+            .key(crate::object::namespace(last), crate::object::name(last));
+        let token = serde_json::to_vec(&Continue {
+            rv: revision,
+            start: key,
+        })
+        .unwrap_or_default();
         meta["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
         if filter.is_empty() {
             meta["remainingItemCount"] = json!(rest.len());
         }
     }
     if ctx.encoding == Encoding::Table {
-        return Ok(json_response(StatusCode::OK, &table::table(&ctx.res, page, meta, true)));
+        return Ok(json_response(
+            StatusCode::OK,
+            &table::table(&ctx.res, page, meta, true),
+        ));
     }
     let list = json!({
         "kind": ctx.res.def.list_kind(),

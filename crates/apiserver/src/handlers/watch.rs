@@ -37,14 +37,23 @@ struct Encoder {
 impl Encoder {
     fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
         let object = if self.encoding == Encoding::Table && kind != "ERROR" && kind != "BOOKMARK" {
-            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
-            let t = table::table(&self.res, &[obj], json!({"resourceVersion": rv}), !self.sent_headers);
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(json!(""));
+            let t = table::table(
+                &self.res,
+                &[obj],
+                json!({"resourceVersion": rv}),
+                !self.sent_headers,
+            );
             self.sent_headers = true;
             t
         } else {
             obj.clone()
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -61,12 +70,19 @@ impl Encoder {
 
 fn streaming(rx: mpsc::Receiver<Bytes>, encoding: Encoding) -> Response<Body> {
     let frames = stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
     });
     let mut resp = Response::new(StreamBody::new(frames).boxed());
     *resp.status_mut() = StatusCode::OK;
-    let ct = if encoding == Encoding::Table { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
-    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+    let ct = if encoding == Encoding::Table {
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    } else {
+        "application/json"
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
     resp
 }
 
@@ -96,7 +112,11 @@ pub async fn watch(ctx: Ctx) -> Result<Response<Body>, ApiError> {
         _ => DEFAULT_TIMEOUT,
     };
     let state = ctx.state.clone();
-    let mut enc = Encoder { res: ctx.res.clone(), encoding: ctx.encoding, sent_headers: false };
+    let mut enc = Encoder {
+        res: ctx.res.clone(),
+        encoding: ctx.encoding,
+        sent_headers: false,
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
 
     // Resolve where the watch starts: with the current state (RV "" or "0", or
@@ -113,15 +133,19 @@ pub async fn watch(ctx: Ctx) -> Result<Response<Body>, ApiError> {
             wait_not_older(&state, min).await?;
         }
         let (snapshot, s) = state.cache.snapshot_and_subscribe(&prefix);
-        initial = snapshot.items.into_iter().filter(|o| filter.matches(o)).collect();
+        initial = snapshot
+            .items
+            .into_iter()
+            .filter(|o| filter.matches(o))
+            .collect();
         if initial_events == Some(true) {
             initial_end = Some(snapshot.revision);
         }
         sub = s;
     } else {
-        let after: i64 = rv_param
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param:?}")))?;
+        let after: i64 = rv_param.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid resource version: {rv_param:?}"))
+        })?;
         wait_not_older(&state, after).await?;
         match state.cache.subscribe(&prefix, after) {
             Ok(s) => sub = s,
@@ -149,7 +173,11 @@ pub async fn watch(ctx: Ctx) -> Result<Response<Body>, ApiError> {
         {
             return;
         }
-        let Subscription { replay, mut live, revision } = sub;
+        let Subscription {
+            replay,
+            mut live,
+            revision,
+        } = sub;
         let mut last = revision;
         for change in replay {
             last = change.revision;
@@ -209,7 +237,10 @@ async fn wait_not_older(state: &crate::state::ApiState, revision: i64) -> Result
             let mut e = ApiError::new(
                 504,
                 "Timeout",
-                format!("Too large resource version: {revision}, current: {}", state.cache.revision()),
+                format!(
+                    "Too large resource version: {revision}, current: {}",
+                    state.cache.revision()
+                ),
             );
             e.retry_after_seconds = Some(1);
             Err(e)
@@ -217,7 +248,11 @@ async fn wait_not_older(state: &crate::state::ApiState, revision: i64) -> Result
     }
 }
 
-fn encode_change(enc: &mut Encoder, filter: &Filter, change: &crate::cache::Change) -> Option<Bytes> {
+fn encode_change(
+    enc: &mut Encoder,
+    filter: &Filter,
+    change: &crate::cache::Change,
+) -> Option<Bytes> {
     let now = filter.matches(&change.object);
     let before = change.prev.as_ref().is_some_and(|p| filter.matches(p));
     let kind = match change.kind {

@@ -25,7 +25,10 @@ pub fn store_error(gr: GroupResource<'_>, name: &str, e: StoreError) -> ApiError
         StoreError::AlreadyExists(_) => ApiError::already_exists(gr, name),
         StoreError::NotFound(_) => ApiError::not_found(gr, name),
         StoreError::Conflict { .. } => ApiError::modified(gr, name),
-        StoreError::Compacted { requested, compacted } => ApiError::expired(requested, compacted),
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(requested, compacted),
         StoreError::Unavailable(m) => ApiError::unavailable(format!("storage is unavailable: {m}")),
         other => ApiError::internal(other.to_string()),
     }
@@ -56,7 +59,13 @@ fn validate_meta(res: &Resource, obj: &Value) -> Vec<StatusCause> {
     } else {
         let errs = if res.strategy.name_is_label() {
             v::name_is_dns_label(name, false)
-        } else if res.custom || res.def.group.is_empty() || res.def.group.ends_with("k8s.io") || res.def.group == "apps" || res.def.group == "batch" || res.def.group == "policy" {
+        } else if res.custom
+            || res.def.group.is_empty()
+            || res.def.group.ends_with("k8s.io")
+            || res.def.group == "apps"
+            || res.def.group == "batch"
+            || res.def.group == "policy"
+        {
             v::name_is_dns_subdomain(name, false)
         } else {
             v::is_path_segment_name(name)
@@ -69,15 +78,24 @@ fn validate_meta(res: &Resource, obj: &Value) -> Vec<StatusCause> {
             Some(s) => causes.extend(to_causes("metadata.labels", v::is_valid_label_value(s), s)),
             None => causes.push(StatusCause {
                 reason: "FieldValueInvalid".into(),
-                message: format!("metadata.labels: Invalid value: {val}: label values must be strings"),
+                message: format!(
+                    "metadata.labels: Invalid value: {val}: label values must be strings"
+                ),
                 field: "metadata.labels".into(),
             }),
         }
     }
-    if let Some(ann) = obj.pointer("/metadata/annotations").and_then(Value::as_object) {
+    if let Some(ann) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
         let mut total = 0;
         for (k, val) in ann {
-            causes.extend(to_causes("metadata.annotations", v::is_qualified_name(&k.to_lowercase()), k));
+            causes.extend(to_causes(
+                "metadata.annotations",
+                v::is_qualified_name(&k.to_lowercase()),
+                k,
+            ));
             total += k.len() + val.as_str().map_or(0, str::len);
             if !val.is_string() {
                 causes.push(StatusCause {
@@ -101,11 +119,21 @@ fn validate_meta(res: &Resource, obj: &Value) -> Vec<StatusCause> {
 /// Check `apiVersion`/`kind` of a body against the resource, filling them when absent.
 fn check_type(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON or YAML object",
+        ));
     }
     let want_av = res.def.api_version();
-    let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let av = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !av.is_empty() && av != want_av {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({av}) does not match the expected API version ({want_av})"
@@ -123,10 +151,20 @@ fn check_type(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// Refuse writes into a namespace that is missing or terminating (upstream NamespaceLifecycle).
-async fn check_namespace(state: &ApiState, res: &Resource, ns: Option<&str>, creating: bool) -> Result<(), ApiError> {
-    let Some(ns) = ns.filter(|_| res.def.namespaced) else { return Ok(()) };
+async fn check_namespace(
+    state: &ApiState,
+    res: &Resource,
+    ns: Option<&str>,
+    creating: bool,
+) -> Result<(), ApiError> {
+    let Some(ns) = ns.filter(|_| res.def.namespaced) else {
+        return Ok(());
+    };
     let key = format!("/registry/core/namespaces/{ns}");
-    let gr = GroupResource { group: "", resource: "namespaces" };
+    let gr = GroupResource {
+        group: "",
+        resource: "namespaces",
+    };
     match state.cache.get(&key) {
         None => Err(ApiError::not_found(gr, ns)),
         Some(n) if creating && object::is_deleting(&n) => Err(ApiError::forbidden(format!(
@@ -156,7 +194,12 @@ fn validate_all(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), 
     if causes.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(&res.def.group, &res.def.kind, object::name(obj), causes))
+        Err(ApiError::invalid(
+            &res.def.group,
+            &res.def.kind,
+            object::name(obj),
+            causes,
+        ))
     }
 }
 
@@ -170,7 +213,10 @@ pub async fn create_object(
     manager: Option<&str>,
 ) -> Result<Value, ApiError> {
     check_type(res, &mut obj)?;
-    let gr = GroupResource { group: &res.def.group, resource: &res.def.plural };
+    let gr = GroupResource {
+        group: &res.def.group,
+        resource: &res.def.plural,
+    };
     let meta = object::meta_mut(&mut obj);
     if res.def.namespaced {
         match (meta.get("namespace").and_then(Value::as_str), namespace) {
@@ -182,21 +228,37 @@ pub async fn create_object(
             (_, Some(path_ns)) => {
                 meta.insert("namespace".into(), json!(path_ns));
             }
-            (_, None) => return Err(ApiError::bad_request("a namespace is required to create this object")),
+            (_, None) => {
+                return Err(ApiError::bad_request(
+                    "a namespace is required to create this object",
+                ));
+            }
         }
     } else {
         meta.remove("namespace");
     }
-    let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if name.is_empty()
-        && let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty())
+        && let Some(base) = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
     {
         let generated = ledge_api::validation::generate_name(base, |n| rand::random_range(0..n));
         meta.insert("name".into(), json!(generated));
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
-    for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+    for f in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
         meta.remove(f);
     }
     if res.strategy.tracks_generation() {
@@ -232,7 +294,15 @@ pub async fn create_object(
 pub async fn create(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
     let obj = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
     let manager = field_manager(&ctx);
-    let obj = create_object(&ctx.state, &ctx.res, ctx.namespace(), obj, ctx.dry_run()?, Some(&manager)).await?;
+    let obj = create_object(
+        &ctx.state,
+        &ctx.res,
+        ctx.namespace(),
+        obj,
+        ctx.dry_run()?,
+        Some(&manager),
+    )
+    .await?;
     Ok(respond_object(&ctx, StatusCode::CREATED, &obj))
 }
 
@@ -247,7 +317,13 @@ pub enum Part {
 
 /// Merge server-owned fields of `old` into `new` for an update of `part`.
 fn carry_over(res: &Resource, part: Part, old: &Value, new: &mut Value) {
-    let keep = ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"];
+    let keep = [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ];
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     match part {
         Part::Main => {
@@ -313,9 +389,17 @@ pub struct Update<'a> {
 /// Write `new` over the stored object at `old`'s revision: carry server fields, bump
 /// generation, default, validate, CAS. A deleting object whose last finalizer was removed is
 /// deleted instead. Returns the stored object.
-pub async fn write_update(state: &ApiState, u: &Update<'_>, old: &Value, mut new: Value) -> Result<Value, ApiError> {
+pub async fn write_update(
+    state: &ApiState,
+    u: &Update<'_>,
+    old: &Value,
+    mut new: Value,
+) -> Result<Value, ApiError> {
     let res = u.res;
-    let gr = GroupResource { group: &res.def.group, resource: &res.def.plural };
+    let gr = GroupResource {
+        group: &res.def.group,
+        resource: &res.def.plural,
+    };
     check_type(res, &mut new)?;
     if object::name(&new) != u.name {
         return Err(ApiError::bad_request(format!(
@@ -332,7 +416,8 @@ pub async fn write_update(state: &ApiState, u: &Update<'_>, old: &Value, mut new
                 ));
             }
             _ => {
-                object::meta_mut(&mut new).insert("namespace".into(), json!(u.namespace.unwrap_or("")));
+                object::meta_mut(&mut new)
+                    .insert("namespace".into(), json!(u.namespace.unwrap_or("")));
             }
         }
     }
@@ -340,7 +425,10 @@ pub async fn write_update(state: &ApiState, u: &Update<'_>, old: &Value, mut new
     carry_over(res, u.part, old, &mut new);
     res.strategy.defaults(&mut new);
     if res.strategy.tracks_generation() && object::spec_part(&new) != object::spec_part(old) {
-        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         object::meta_mut(&mut new).insert("generation".into(), json!(g + 1));
     }
     if let Some(manager) = u.manager {
@@ -363,7 +451,11 @@ pub async fn write_update(state: &ApiState, u: &Update<'_>, old: &Value, mut new
         return Ok(new);
     }
     if crate::admission::completes_deletion(res, old, &new) {
-        let kv = state.store.delete(&key, Some(old_rv)).await.map_err(|e| store_error(gr, u.name, e))?;
+        let kv = state
+            .store
+            .delete(&key, Some(old_rv))
+            .await
+            .map_err(|e| store_error(gr, u.name, e))?;
         object::set_resource_version(&mut new, kv.mod_revision);
         return Ok(new);
     }
@@ -392,13 +484,27 @@ pub async fn system_update(
     part: Part,
     mut change: impl FnMut(&Value) -> Option<Value>,
 ) -> Result<Option<Value>, ApiError> {
-    let gr = GroupResource { group: &res.def.group, resource: &res.def.plural };
+    let gr = GroupResource {
+        group: &res.def.group,
+        resource: &res.def.plural,
+    };
     let key = res.def.key(namespace, name);
     for _ in 0..MAX_RETRIES {
         state.cache.wait_for(state.store.current_revision()).await;
-        let Some(old) = state.cache.get(&key) else { return Err(ApiError::not_found(gr, name)) };
-        let Some(new) = change(&old) else { return Ok(None) };
-        let u = Update { res, namespace, name, part, dry_run: false, manager: None };
+        let Some(old) = state.cache.get(&key) else {
+            return Err(ApiError::not_found(gr, name));
+        };
+        let Some(new) = change(&old) else {
+            return Ok(None);
+        };
+        let u = Update {
+            res,
+            namespace,
+            name,
+            part,
+            dry_run: false,
+            manager: None,
+        };
         match write_update(state, &u, &old, new).await {
             Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
             other => return other.map(Some),
@@ -423,7 +529,11 @@ pub fn field_manager(ctx: &Ctx) -> String {
 }
 
 fn part_of(sub: Option<Subresource>) -> Part {
-    if sub == Some(Subresource::Status) { Part::Status } else { Part::Main }
+    if sub == Some(Subresource::Status) {
+        Part::Status
+    } else {
+        Part::Main
+    }
 }
 
 /// PUT.
@@ -434,9 +544,18 @@ pub async fn update(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiEr
 
 async fn update_part(ctx: Ctx, new: Value, part: Part) -> Result<Response<Body>, ApiError> {
     let dry_run = ctx.dry_run()?;
-    let wanted_rv = object::meta_str(&new, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
+    let wanted_rv = object::meta_str(&new, "resourceVersion")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let manager = field_manager(&ctx);
-    let u = Update { res: &ctx.res, namespace: ctx.namespace(), name: ctx.name(), part, dry_run, manager: Some(&manager) };
+    let u = Update {
+        res: &ctx.res,
+        namespace: ctx.namespace(),
+        name: ctx.name(),
+        part,
+        dry_run,
+        manager: Some(&manager),
+    };
     for _ in 0..MAX_RETRIES {
         let old = match ctx.current().await {
             Ok(o) => o,
@@ -445,13 +564,24 @@ async fn update_part(ctx: Ctx, new: Value, part: Part) -> Result<Response<Body>,
                 if wanted_rv.is_some() {
                     return Err(e);
                 }
-                let obj = create_object(&ctx.state, &ctx.res, ctx.namespace(), new, dry_run, Some(&manager)).await?;
+                let obj = create_object(
+                    &ctx.state,
+                    &ctx.res,
+                    ctx.namespace(),
+                    new,
+                    dry_run,
+                    Some(&manager),
+                )
+                .await?;
                 return Ok(respond_object(&ctx, StatusCode::CREATED, &obj));
             }
             Err(e) => return Err(e),
         };
         if let Some(rv) = &wanted_rv
-            && old.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv.as_str())
+            && old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                != Some(rv.as_str())
         {
             return Err(ApiError::modified(ctx.gr(), ctx.name()));
         }
@@ -469,55 +599,95 @@ pub async fn patch(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiErr
     patch_part(ctx, raw, None).await
 }
 
-async fn patch_part(ctx: Ctx, raw: bytes::Bytes, sub: Option<Subresource>) -> Result<Response<Body>, ApiError> {
+async fn patch_part(
+    ctx: Ctx,
+    raw: bytes::Bytes,
+    sub: Option<Subresource>,
+) -> Result<Response<Body>, ApiError> {
     let dry_run = ctx.dry_run()?;
     let kind = patch::PatchKind::from_content_type(&body::content_type(&ctx.headers), &ctx.res)?;
     let manager = ctx.query.get("fieldManager").unwrap_or("").to_string();
     let force = ctx.query.flag("force");
     if kind == patch::PatchKind::Apply && manager.is_empty() {
-        return Err(ApiError::invalid("", "PatchOptions", "", vec![StatusCause {
-            reason: "FieldValueRequired".into(),
-            message: "fieldManager: Required value: is required for apply patch".into(),
-            field: "fieldManager".into(),
-        }]));
+        return Err(ApiError::invalid(
+            "",
+            "PatchOptions",
+            "",
+            vec![StatusCause {
+                reason: "FieldValueRequired".into(),
+                message: "fieldManager: Required value: is required for apply patch".into(),
+                field: "fieldManager".into(),
+            }],
+        ));
     }
     if force && kind != patch::PatchKind::Apply {
-        return Err(ApiError::invalid("", "PatchOptions", "", vec![StatusCause {
-            reason: "FieldValueForbidden".into(),
-            message: "force: Forbidden: may not be specified for non-apply patch".into(),
-            field: "force".into(),
-        }]));
+        return Err(ApiError::invalid(
+            "",
+            "PatchOptions",
+            "",
+            vec![StatusCause {
+                reason: "FieldValueForbidden".into(),
+                message: "force: Forbidden: may not be specified for non-apply patch".into(),
+                field: "force".into(),
+            }],
+        ));
     }
     let patch_doc = patch::decode(kind, &raw)?;
     let part = part_of(sub);
     let update_manager = field_manager(&ctx);
     let recorded = (kind != patch::PatchKind::Apply).then_some(update_manager.as_str());
-    let u = Update { res: &ctx.res, namespace: ctx.namespace(), name: ctx.name(), part, dry_run, manager: recorded };
+    let u = Update {
+        res: &ctx.res,
+        namespace: ctx.namespace(),
+        name: ctx.name(),
+        part,
+        dry_run,
+        manager: recorded,
+    };
     for _ in 0..MAX_RETRIES {
         let old = match ctx.current().await {
             Ok(o) => o,
             Err(e) if e.code == 404 && kind == patch::PatchKind::Apply && part == Part::Main => {
                 let obj = patch::apply_create(&ctx.res, &patch_doc, &manager)?;
-                let obj = create_object(&ctx.state, &ctx.res, ctx.namespace(), obj, dry_run, None).await?;
+                let obj = create_object(&ctx.state, &ctx.res, ctx.namespace(), obj, dry_run, None)
+                    .await?;
                 return Ok(respond_object(&ctx, StatusCode::CREATED, &obj));
             }
             Err(e) => return Err(e),
         };
         let scale_view = sub == Some(Subresource::Scale);
-        let base = if scale_view { scale_of(&ctx.res, &old) } else { (*old).clone() };
+        let base = if scale_view {
+            scale_of(&ctx.res, &old)
+        } else {
+            (*old).clone()
+        };
         let patched = patch::apply_patch(kind, &ctx.res, &base, &patch_doc, &manager, force)?;
-        let pinned = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        let pinned = patched
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let Some(rv) = &pinned
-            && base.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv.as_str())
+            && base
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                != Some(rv.as_str())
         {
             return Err(ApiError::modified(ctx.gr(), ctx.name()));
         }
-        let new = if scale_view { apply_scale(&ctx.res, &old, &patched)? } else { patched };
+        let new = if scale_view {
+            apply_scale(&ctx.res, &old, &patched)?
+        } else {
+            patched
+        };
         match write_update(&ctx.state, &u, &old, new).await {
             Err(e) if e.code == 409 && e.reason == "Conflict" && pinned.is_none() => continue,
             Err(e) => return Err(e),
             Ok(obj) => {
-                let shown = if scale_view { scale_of(&ctx.res, &obj) } else { obj };
+                let shown = if scale_view {
+                    scale_of(&ctx.res, &obj)
+                } else {
+                    obj
+                };
                 return Ok(respond_object(&ctx, StatusCode::OK, &shown));
             }
         }
@@ -550,11 +720,18 @@ fn scale_of(res: &Resource, obj: &Value) -> Value {
 fn apply_scale(res: &Resource, old: &Value, scale: &Value) -> Result<Value, ApiError> {
     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
     if replicas.as_i64().is_none_or(|n| n < 0) {
-        return Err(ApiError::invalid("autoscaling", "Scale", object::name(old), vec![StatusCause {
-            reason: "FieldValueInvalid".into(),
-            message: format!("spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"),
-            field: "spec.replicas".into(),
-        }]));
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            object::name(old),
+            vec![StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+                ),
+                field: "spec.replicas".into(),
+            }],
+        ));
     }
     let _ = res;
     let mut new = old.clone();
@@ -563,7 +740,11 @@ fn apply_scale(res: &Resource, old: &Value, scale: &Value) -> Result<Value, ApiE
 }
 
 /// Subresource requests: status, scale, binding, finalize; log/exec answer that no agent serves them yet.
-pub async fn subresource(ctx: Ctx, sub: Subresource, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
+pub async fn subresource(
+    ctx: Ctx,
+    sub: Subresource,
+    raw: bytes::Bytes,
+) -> Result<Response<Body>, ApiError> {
     use crate::http::request::Verb;
     match (sub, ctx.info.verb) {
         (Subresource::Status, Verb::Get) => super::read::get(ctx).await,
@@ -574,50 +755,98 @@ pub async fn subresource(ctx: Ctx, sub: Subresource, raw: bytes::Bytes) -> Resul
         (Subresource::Status, Verb::Patch) => patch_part(ctx, raw, Some(Subresource::Status)).await,
         (Subresource::Scale, Verb::Get) => {
             let obj = ctx.current().await?;
-            Ok(body::json_response(StatusCode::OK, &scale_of(&ctx.res, &obj)))
+            Ok(body::json_response(
+                StatusCode::OK,
+                &scale_of(&ctx.res, &obj),
+            ))
         }
         (Subresource::Scale, Verb::Patch) => patch_part(ctx, raw, Some(Subresource::Scale)).await,
         (Subresource::Scale, Verb::Update) => {
             let scale = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
             let manager = field_manager(&ctx);
-            let u = Update { res: &ctx.res, namespace: ctx.namespace(), name: ctx.name(), part: Part::Main, dry_run: ctx.dry_run()?, manager: Some(&manager) };
+            let u = Update {
+                res: &ctx.res,
+                namespace: ctx.namespace(),
+                name: ctx.name(),
+                part: Part::Main,
+                dry_run: ctx.dry_run()?,
+                manager: Some(&manager),
+            };
             let old = ctx.current().await?;
-            if let Some(rv) = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty())
-                && old.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv)
+            if let Some(rv) = scale
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                && old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    != Some(rv)
             {
                 return Err(ApiError::modified(ctx.gr(), ctx.name()));
             }
             let new = apply_scale(&ctx.res, &old, &scale)?;
             let obj = write_update(&ctx.state, &u, &old, new).await?;
-            Ok(body::json_response(StatusCode::OK, &scale_of(&ctx.res, &obj)))
+            Ok(body::json_response(
+                StatusCode::OK,
+                &scale_of(&ctx.res, &obj),
+            ))
         }
         (Subresource::Binding, Verb::Create) => {
             let binding = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
-            let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if node.is_empty() {
-                return Err(ApiError::invalid("", "Binding", ctx.name(), vec![StatusCause {
-                    reason: "FieldValueRequired".into(),
-                    message: "target.name: Required value".into(),
-                    field: "target.name".into(),
-                }]));
+                return Err(ApiError::invalid(
+                    "",
+                    "Binding",
+                    ctx.name(),
+                    vec![StatusCause {
+                        reason: "FieldValueRequired".into(),
+                        message: "target.name: Required value".into(),
+                        field: "target.name".into(),
+                    }],
+                ));
             }
             let current = ctx.current().await?;
-            let bound = current.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            let bound = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !bound.is_empty() {
-                return Err(ApiError::conflict(ctx.gr(), ctx.name(), &format!("pod {} is already assigned to node \"{bound}\"", ctx.name())));
+                return Err(ApiError::conflict(
+                    ctx.gr(),
+                    ctx.name(),
+                    &format!("pod {} is already assigned to node \"{bound}\"", ctx.name()),
+                ));
             }
             let name = ctx.name().to_string();
-            system_update(&ctx.state, &ctx.res, ctx.namespace(), &name, Part::Main, |pod| {
-                let mut p = pod.clone();
-                p["spec"]["nodeName"] = json!(node);
-                Some(p)
-            })
+            system_update(
+                &ctx.state,
+                &ctx.res,
+                ctx.namespace(),
+                &name,
+                Part::Main,
+                |pod| {
+                    let mut p = pod.clone();
+                    p["spec"]["nodeName"] = json!(node);
+                    Some(p)
+                },
+            )
             .await?;
-            Ok(body::json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+            Ok(body::json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
         }
         (Subresource::Finalize, Verb::Update) => {
             let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
-            let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let finalizers = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
             let name = ctx.name().to_string();
             let obj = system_update(&ctx.state, &ctx.res, None, &name, Part::Main, |ns| {
                 let mut n = ns.clone();
@@ -625,17 +854,27 @@ pub async fn subresource(ctx: Ctx, sub: Subresource, raw: bytes::Bytes) -> Resul
                 Some(n)
             })
             .await?;
-            let obj = match obj { Some(o) => o, None => (*ctx.current().await?).clone() };
+            let obj = match obj {
+                Some(o) => o,
+                None => (*ctx.current().await?).clone(),
+            };
             Ok(respond_object(&ctx, StatusCode::OK, &obj))
         }
         (Subresource::Log | Subresource::Exec, _) => Err(ApiError::new(
             503,
             "ServiceUnavailable",
-            format!("pod {:?} has no node agent serving {}: start `ledge agent` on a node", ctx.name(), sub.name()),
+            format!(
+                "pod {:?} has no node agent serving {}: start `ledge agent` on a node",
+                ctx.name(),
+                sub.name()
+            ),
         )),
         (Subresource::Eviction, Verb::Create) => {
             super::delete::delete(ctx, bytes::Bytes::from_static(b"{}")).await
         }
-        _ => Err(ApiError::method_not_allowed(ctx.info.verb.as_str(), ctx.gr())),
+        _ => Err(ApiError::method_not_allowed(
+            ctx.info.verb.as_str(),
+            ctx.gr(),
+        )),
     }
 }

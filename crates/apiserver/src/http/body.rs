@@ -98,7 +98,13 @@ pub fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -122,9 +128,13 @@ pub fn decode_as(format: BodyFormat, body: &[u8]) -> Result<Value, ApiError> {
         BodyFormat::Yaml => serde_yaml::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("error decoding request body as YAML: {e}"))
         })?,
-        BodyFormat::Protobuf => {
-            return Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf"));
-        }
+        BodyFormat::Protobuf => ledge_proto::decode(body).map_err(|e| {
+            if e.is_unsupported() {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            } else {
+                ApiError::bad_request(format!("error decoding protobuf request body: {e}"))
+            }
+        })?,
     };
     Ok(value)
 }

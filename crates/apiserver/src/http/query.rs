@@ -16,7 +16,9 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -45,7 +47,10 @@ impl Query {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).and_then(|v| v.first()).map(String::as_str)
+        self.values
+            .get(key)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 
     /// Every value of `key`.
@@ -62,10 +67,11 @@ impl Query {
     pub fn int(&self, key: &str) -> Result<Option<i64>, ledge_api::ApiError> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ledge_api::ApiError::bad_request(format!("invalid value for {key}: {v:?} is not an integer"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ledge_api::ApiError::bad_request(format!(
+                    "invalid value for {key}: {v:?} is not an integer"
+                ))
+            }),
         }
     }
 }
@@ -76,7 +82,9 @@ mod tests {
 
     #[test]
     fn decodes_percent_and_plus() {
-        let q = Query::parse(Some("fieldSelector=metadata.name%3Dweb&labelSelector=a+in+(x)&command=echo&command=hi&watch=1&bad=%zz&end=%4"));
+        let q = Query::parse(Some(
+            "fieldSelector=metadata.name%3Dweb&labelSelector=a+in+(x)&command=echo&command=hi&watch=1&bad=%zz&end=%4",
+        ));
         assert_eq!(q.get("fieldSelector"), Some("metadata.name=web"));
         assert_eq!(q.get("labelSelector"), Some("a in (x)"));
         assert_eq!(q.all("command"), ["echo", "hi"]);

@@ -81,7 +81,11 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
 /// Parse a request path and method.
 pub fn route(method: &Method, path: &str, watch_param: bool) -> Route {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api"] => return Route::CoreVersions,
         ["apis"] => return Route::Groups,
@@ -146,14 +150,37 @@ mod tests {
     #[test]
     fn namespaced_and_cluster_paths() {
         let i = info(Method::GET, "/api/v1/namespaces/default/configmaps/x");
-        assert_eq!((i.namespace.as_deref(), i.resource.as_str(), i.name.as_deref()), (Some("default"), "configmaps", Some("x")));
+        assert_eq!(
+            (
+                i.namespace.as_deref(),
+                i.resource.as_str(),
+                i.name.as_deref()
+            ),
+            (Some("default"), "configmaps", Some("x"))
+        );
         assert_eq!(i.verb, Verb::Get);
         let i = info(Method::GET, "/api/v1/namespaces/foo");
-        assert_eq!((i.namespace, i.resource.as_str(), i.name.as_deref()), (None, "namespaces", Some("foo")));
+        assert_eq!(
+            (i.namespace, i.resource.as_str(), i.name.as_deref()),
+            (None, "namespaces", Some("foo"))
+        );
         let i = info(Method::PUT, "/api/v1/namespaces/foo/finalize");
-        assert_eq!((i.resource.as_str(), i.name.as_deref(), i.subresource.as_deref()), ("namespaces", Some("foo"), Some("finalize")));
-        let i = info(Method::PATCH, "/apis/apps/v1/namespaces/d/deployments/web/scale");
-        assert_eq!((i.group.as_str(), i.subresource.as_deref(), i.verb), ("apps", Some("scale"), Verb::Patch));
+        assert_eq!(
+            (
+                i.resource.as_str(),
+                i.name.as_deref(),
+                i.subresource.as_deref()
+            ),
+            ("namespaces", Some("foo"), Some("finalize"))
+        );
+        let i = info(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/d/deployments/web/scale",
+        );
+        assert_eq!(
+            (i.group.as_str(), i.subresource.as_deref(), i.verb),
+            ("apps", Some("scale"), Verb::Patch)
+        );
         let i = info(Method::DELETE, "/api/v1/namespaces/d/pods");
         assert_eq!(i.verb, Verb::DeleteCollection);
         let i = info(Method::GET, "/api/v1/pods");
@@ -163,7 +190,10 @@ mod tests {
     #[test]
     fn discovery_paths() {
         assert_eq!(route(&Method::GET, "/api", false), Route::CoreVersions);
-        assert_eq!(route(&Method::GET, "/apis/apps/v1", false), Route::GroupVersion("apps".into(), "v1".into()));
+        assert_eq!(
+            route(&Method::GET, "/apis/apps/v1", false),
+            Route::GroupVersion("apps".into(), "v1".into())
+        );
         assert_eq!(route(&Method::GET, "/version", false), Route::Other);
     }
 }

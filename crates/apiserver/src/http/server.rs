@@ -44,21 +44,29 @@ pub enum ServeError {
 
 /// Build the rustls server config: our serving certificate, client certificates from the
 /// cluster CA accepted but not required (anonymous requests reach only public endpoints).
-pub fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, ServeError> {
+pub fn tls_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::ServerConfig, ServeError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let ca = ca.map_err(|e| ServeError::Tls(e.to_string()))?;
         roots.add(ca).map_err(|e| ServeError::Tls(e.to_string()))?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| ServeError::Tls(e.to_string()))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| ServeError::Tls(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| ServeError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ServeError::Tls(e.to_string()))?
@@ -71,7 +79,9 @@ pub fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rustls:
 
 /// Bind the listener.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// Accept connections until `cancel`; each connection is served on its own task.
@@ -79,7 +89,12 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 /// # Cancel safety
 /// Returns when `cancel` fires; in-flight connections finish on their own tasks (watches end
 /// through the same token).
-pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, state: Arc<ApiState>, cancel: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    state: Arc<ApiState>,
+    cancel: CancellationToken,
+) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     loop {
         let (tcp, peer) = tokio::select! {
@@ -116,7 +131,10 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, state: Arc<
                 async move { Ok::<_, std::convert::Infallible>(handle(state, user, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -138,7 +156,11 @@ pub fn version_info() -> serde_json::Value {
     })
 }
 
-async fn handle(state: Arc<ApiState>, user: Option<User>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: Arc<ApiState>,
+    user: Option<User>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
@@ -150,10 +172,20 @@ async fn handle(state: Arc<ApiState>, user: Option<User>, req: Request<Incoming>
     resp
 }
 
-async fn route_request(state: Arc<ApiState>, user: Option<User>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route_request(
+    state: Arc<ApiState>,
+    user: Option<User>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     match path.as_str() {
-        "/healthz" | "/livez" | "/readyz" => return Ok(bytes_response(StatusCode::OK, "text/plain; charset=utf-8", Bytes::from_static(b"ok"))),
+        "/healthz" | "/livez" | "/readyz" => {
+            return Ok(bytes_response(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"ok"),
+            ));
+        }
         "/version" | "/version/" => return Ok(json_response(StatusCode::OK, &version_info())),
         _ => {}
     }
@@ -172,9 +204,15 @@ async fn route_request(state: Arc<ApiState>, user: Option<User>, req: Request<In
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("protobuf"));
         if !wants_proto {
-            return Err(ApiError::not_acceptable("application/json (only the protobuf form of /openapi/v2 is served)"));
+            return Err(ApiError::not_acceptable(
+                "application/json (only the protobuf form of /openapi/v2 is served)",
+            ));
         }
-        return Ok(bytes_response(StatusCode::OK, openapi::v2::PROTOBUF, Bytes::from(openapi::v2::document(reg))));
+        return Ok(bytes_response(
+            StatusCode::OK,
+            openapi::v2::PROTOBUF,
+            Bytes::from(openapi::v2::document(reg)),
+        ));
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
         return openapi::group_version(reg, gv)
@@ -188,12 +226,22 @@ async fn route_request(state: Arc<ApiState>, user: Option<User>, req: Request<In
             if let Some(version) = discovery::wants_aggregated(req.headers()) {
                 let doc = discovery::aggregated(reg, core, version);
                 let media = discovery::aggregated_media_type(version);
-                return Ok(bytes_response(StatusCode::OK, &media, Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())));
+                return Ok(bytes_response(
+                    StatusCode::OK,
+                    &media,
+                    Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
+                ));
             }
-            let doc = if core { discovery::core_versions() } else { discovery::group_list(reg) };
+            let doc = if core {
+                discovery::core_versions()
+            } else {
+                discovery::group_list(reg)
+            };
             Ok(json_response(StatusCode::OK, &doc))
         }
-        Route::Group(g) => discovery::group(reg, &g).map(|d| json_response(StatusCode::OK, &d)).ok_or_else(ApiError::path_not_found),
+        Route::Group(g) => discovery::group(reg, &g)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::path_not_found),
         Route::GroupVersion(g, v) => discovery::resource_list(reg, &g, &v)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::path_not_found),
@@ -204,7 +252,14 @@ async fn route_request(state: Arc<ApiState>, user: Option<User>, req: Request<In
             let encoding = body::negotiate(req.headers())?;
             let headers = req.headers().clone();
             let body = read_body(req).await?;
-            let ctx = handlers::Ctx { state, res, info, query, headers, encoding };
+            let ctx = handlers::Ctx {
+                state,
+                res,
+                info,
+                query,
+                headers,
+                encoding,
+            };
             handlers::dispatch(ctx, body).await
         }
         Route::Other if method == Method::GET => Err(ApiError::path_not_found()),
@@ -216,7 +271,9 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(MAX_BODY)),
-        Err(e) => Err(ApiError::bad_request(format!("failed to read the request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "failed to read the request body: {e}"
+        ))),
     }
 }
 

@@ -15,13 +15,19 @@ use crate::registry::{Registry, Resource};
 pub mod v2;
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 fn by_gv(reg: &Registry) -> BTreeMap<String, Vec<Arc<Resource>>> {
     let mut out: BTreeMap<String, Vec<Arc<Resource>>> = BTreeMap::new();
     for r in reg.all() {
-        out.entry(gv_path(&r.def.group, &r.def.version)).or_default().push(r);
+        out.entry(gv_path(&r.def.group, &r.def.version))
+            .or_default()
+            .push(r);
     }
     out
 }
@@ -32,7 +38,10 @@ pub fn index(reg: &Registry) -> Value {
     for (gv, resources) in by_gv(reg) {
         let doc = serde_json::to_vec(&document(&resources)).unwrap_or_default();
         let hash = format!("{:X}", Sha256::digest(&doc));
-        paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", &hash[..32])}));
+        paths.insert(
+            gv.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", &hash[..32])}),
+        );
     }
     json!({"paths": paths})
 }
@@ -50,13 +59,21 @@ fn document(resources: &[Arc<Resource>]) -> Value {
         } else {
             format!("/apis/{}/{}", r.def.group, r.def.version)
         };
-        let ns = if r.def.namespaced { "/namespaces/{namespace}" } else { "" };
+        let ns = if r.def.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
         let gvk = json!({"group": r.def.group, "version": r.def.version, "kind": r.def.kind});
-        let mut patch_types = vec!["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"];
-        if r.custom {
-            patch_types.sort();
-        }
-        let body: Map<String, Value> = patch_types.iter().map(|t| (t.to_string(), json!({"schema": {"type": "object"}}))).collect();
+        let patch_types = [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ];
+        let body: Map<String, Value> = patch_types
+            .iter()
+            .map(|t| (t.to_string(), json!({"schema": {"type": "object"}})))
+            .collect();
         let params = json!([
             {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
             {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},

@@ -62,19 +62,38 @@ pub fn document(reg: &Registry) -> Vec<u8> {
         } else {
             format!("/apis/{}/{}", r.def.group, r.def.version)
         };
-        let ns = if r.def.namespaced { "/namespaces/{namespace}" } else { "" };
-        let gvk = format!("group: \"{}\"\nkind: {}\nversion: {}\n", r.def.group, r.def.kind, r.def.version);
+        let ns = if r.def.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        let gvk = format!(
+            "group: \"{}\"\nkind: {}\nversion: {}\n",
+            r.def.group, r.def.kind, r.def.version
+        );
         let operation = message(|m| {
-            field(m, 5, format!("patch{}{}", r.def.group.replace('.', ""), r.def.kind).as_bytes());
+            field(
+                m,
+                5,
+                format!("patch{}{}", r.def.group.replace('.', ""), r.def.kind).as_bytes(),
+            );
             for p in ["dryRun", "fieldManager", "fieldValidation", "force"] {
                 field(m, 8, &query_parameter(p));
             }
             field(m, 13, &vendor_extension("x-kubernetes-action", "patch\n"));
-            field(m, 13, &vendor_extension("x-kubernetes-group-version-kind", &gvk));
+            field(
+                m,
+                13,
+                &vendor_extension("x-kubernetes-group-version-kind", &gvk),
+            );
         });
         let path_item = message(|m| field(m, 8, &operation));
         let named = message(|m| {
-            field(m, 1, format!("{base}{ns}/{}/{{name}}", r.def.plural).as_bytes());
+            field(
+                m,
+                1,
+                format!("{base}{ns}/{}/{{name}}", r.def.plural).as_bytes(),
+            );
             field(m, 2, &path_item);
         });
         field(&mut paths, 2, &named);

@@ -123,7 +123,10 @@ impl FieldSet {
 
 fn key_of(item: &Value, key: &str) -> String {
     let mut m = Map::new();
-    m.insert(key.to_string(), item.get(key).cloned().unwrap_or(Value::Null));
+    m.insert(
+        key.to_string(),
+        item.get(key).cloned().unwrap_or(Value::Null),
+    );
     format!("k:{}", Value::Object(m))
 }
 
@@ -136,7 +139,19 @@ fn fields_of(res: &Resource, v: &Value, path: &mut Vec<String>, root: bool) -> F
                 if root && matches!(k.as_str(), "apiVersion" | "kind") {
                     continue;
                 }
-                if path.len() == 1 && path[0] == "metadata" && matches!(k.as_str(), "name" | "namespace" | "resourceVersion" | "uid" | "managedFields" | "creationTimestamp" | "generation") {
+                if path.len() == 1
+                    && path[0] == "metadata"
+                    && matches!(
+                        k.as_str(),
+                        "name"
+                            | "namespace"
+                            | "resourceVersion"
+                            | "uid"
+                            | "managedFields"
+                            | "creationTimestamp"
+                            | "generation"
+                    )
+                {
                     continue;
                 }
                 path.push(k.clone());
@@ -170,7 +185,13 @@ fn list_fields(res: &Resource, items: &[Value], path: &mut Vec<String>) -> Field
         }
         ListKind::Set => {
             for item in items {
-                set.children.insert(format!("v:{item}"), FieldSet { member: true, children: BTreeMap::new() });
+                set.children.insert(
+                    format!("v:{item}"),
+                    FieldSet {
+                        member: true,
+                        children: BTreeMap::new(),
+                    },
+                );
             }
         }
         ListKind::Atomic => set.member = true,
@@ -180,13 +201,18 @@ fn list_fields(res: &Resource, items: &[Value], path: &mut Vec<String>) -> Field
 
 /// Resolve a field path (`f:`, `k:`, `v:` elements) in an object.
 fn lookup<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
-    let Some((head, rest)) = path.split_first() else { return Some(v) };
+    let Some((head, rest)) = path.split_first() else {
+        return Some(v);
+    };
     if let Some(f) = head.strip_prefix("f:") {
         return lookup(v.get(f)?, rest);
     }
     if let Some(k) = head.strip_prefix("k:") {
         let want: Map<String, Value> = serde_json::from_str(k).ok()?;
-        let item = v.as_array()?.iter().find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))?;
+        let item = v
+            .as_array()?
+            .iter()
+            .find(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))?;
         return lookup(item, rest);
     }
     if let Some(val) = head.strip_prefix("v:") {
@@ -198,7 +224,9 @@ fn lookup<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
 
 /// Remove the field at `path` from `v`.
 fn remove_at(v: &mut Value, path: &[String]) {
-    let Some((head, rest)) = path.split_first() else { return };
+    let Some((head, rest)) = path.split_first() else {
+        return;
+    };
     if let Some(f) = head.strip_prefix("f:") {
         if rest.is_empty() {
             if let Some(m) = v.as_object_mut() {
@@ -209,12 +237,20 @@ fn remove_at(v: &mut Value, path: &[String]) {
         }
         return;
     }
-    let Some(items) = v.as_array_mut() else { return };
+    let Some(items) = v.as_array_mut() else {
+        return;
+    };
     let pos = if let Some(k) = head.strip_prefix("k:") {
-        let Ok(want) = serde_json::from_str::<Map<String, Value>>(k) else { return };
-        items.iter().position(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))
+        let Ok(want) = serde_json::from_str::<Map<String, Value>>(k) else {
+            return;
+        };
+        items
+            .iter()
+            .position(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))
     } else if let Some(val) = head.strip_prefix("v:") {
-        let Ok(want) = serde_json::from_str::<Value>(val) else { return };
+        let Ok(want) = serde_json::from_str::<Value>(val) else {
+            return;
+        };
         items.iter().position(|i| *i == want)
     } else {
         None
@@ -268,7 +304,10 @@ fn merge(res: &Resource, live: &mut Value, applied: &Value, path: &mut Vec<Strin
 }
 
 fn entries(obj: &Value) -> Vec<Value> {
-    obj.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default()
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn entry_set(e: &Value) -> FieldSet {
@@ -301,7 +340,12 @@ fn shown_path(path: &[String]) -> String {
             if let Some(f) = p.strip_prefix("f:") {
                 format!(".{f}")
             } else if let Some(k) = p.strip_prefix("k:") {
-                format!("[{}]", k.trim_matches(|c| c == '{' || c == '}').replace('"', "").replace(':', "="))
+                format!(
+                    "[{}]",
+                    k.trim_matches(|c| c == '{' || c == '}')
+                        .replace('"', "")
+                        .replace(':', "=")
+                )
             } else if let Some(v) = p.strip_prefix("v:") {
                 format!("[{v}]")
             } else {
@@ -312,10 +356,15 @@ fn shown_path(path: &[String]) -> String {
 }
 
 fn check_applied(res: &Resource, applied: &Value) -> Result<(), ApiError> {
-    let av = applied.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let av = applied
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = applied.get("kind").and_then(Value::as_str).unwrap_or("");
     if av.is_empty() || kind.is_empty() {
-        return Err(ApiError::bad_request("apiVersion and kind must be set in an apply patch"));
+        return Err(ApiError::bad_request(
+            "apiVersion and kind must be set in an apply patch",
+        ));
     }
     if av != res.def.api_version() || kind != res.def.kind {
         return Err(ApiError::bad_request(format!(
@@ -332,17 +381,30 @@ pub fn apply_create(res: &Resource, applied: &Value, manager: &str) -> Result<Va
     check_applied(res, applied)?;
     let set = fields_of(res, applied, &mut Vec::new(), true);
     let mut obj = applied.clone();
-    object::meta_mut(&mut obj).insert("managedFields".into(), json!([new_entry(res, manager, "Apply", &set)]));
+    object::meta_mut(&mut obj).insert(
+        "managedFields".into(),
+        json!([new_entry(res, manager, "Apply", &set)]),
+    );
     Ok(obj)
 }
 
 /// Server-side apply of `applied` by `manager` onto `live`.
-pub fn apply(res: &Resource, live: &Value, applied: &Value, manager: &str, force: bool) -> Result<Value, ApiError> {
+pub fn apply(
+    res: &Resource,
+    live: &Value,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Value, ApiError> {
     check_applied(res, applied)?;
     let new_set = fields_of(res, applied, &mut Vec::new(), true);
     let leaves = new_set.leaves();
     let mut entries = entries(live);
-    let prev_set = entries.iter().find(|e| entry_is(e, manager, "Apply")).map(entry_set).unwrap_or_default();
+    let prev_set = entries
+        .iter()
+        .find(|e| entry_is(e, manager, "Apply"))
+        .map(entry_set)
+        .unwrap_or_default();
 
     // Conflicts: another manager owns a field this apply sets to a different value. Fields
     // recorded in kubectl's last-applied annotation are taken over without a conflict, so moving
@@ -354,9 +416,16 @@ pub fn apply(res: &Resource, live: &Value, applied: &Value, manager: &str, force
         .map(|v| fields_of(res, &v, &mut Vec::new(), true))
         .unwrap_or_default();
     let mut conflicts = Vec::new();
-    for e in entries.iter_mut().filter(|e| !entry_is(e, manager, "Apply")) {
+    for e in entries
+        .iter_mut()
+        .filter(|e| !entry_is(e, manager, "Apply"))
+    {
         let mut set = entry_set(e);
-        let other = e.get("manager").and_then(Value::as_str).unwrap_or("").to_string();
+        let other = e
+            .get("manager")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let mut changed = false;
         for leaf in &leaves {
             if set.contains(leaf) && lookup(live, leaf) != lookup(applied, leaf) {
@@ -381,11 +450,19 @@ pub fn apply(res: &Resource, live: &Value, applied: &Value, manager: &str, force
                 field: shown_path(p),
             })
             .collect();
-        let detail: Vec<String> = conflicts.iter().map(|(m, p)| format!("conflict with \"{m}\": {}", shown_path(p))).collect();
+        let detail: Vec<String> = conflicts
+            .iter()
+            .map(|(m, p)| format!("conflict with \"{m}\": {}", shown_path(p)))
+            .collect();
         let mut err = ApiError::new(
             409,
             "Conflict",
-            format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, detail.join("\n")),
+            format!(
+                "Apply failed with {} conflict{}: {}",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                detail.join("\n")
+            ),
         );
         err.causes = causes;
         return Err(err);
@@ -394,7 +471,11 @@ pub fn apply(res: &Resource, live: &Value, applied: &Value, manager: &str, force
     // Fields this manager applied before but not now, and nobody else owns, are removed.
     let mut prev_paths = Vec::new();
     prev_set.paths(true, &mut Vec::new(), &mut prev_paths);
-    let others: Vec<FieldSet> = entries.iter().filter(|e| !entry_is(e, manager, "Apply")).map(entry_set).collect();
+    let others: Vec<FieldSet> = entries
+        .iter()
+        .filter(|e| !entry_is(e, manager, "Apply"))
+        .map(entry_set)
+        .collect();
     let mut merged = live.clone();
     for path in prev_paths.iter().rev() {
         if !new_set.contains(path) && !others.iter().any(|s| s.contains(path)) {
@@ -415,7 +496,10 @@ pub fn record_update(res: &Resource, old: Option<&Value>, new: &mut Value, manag
     let leaves = fields_of(res, new, &mut Vec::new(), true).leaves();
     let changed: Vec<Vec<String>> = match old {
         None => leaves,
-        Some(old) => leaves.into_iter().filter(|l| lookup(old, l) != lookup(new, l)).collect(),
+        Some(old) => leaves
+            .into_iter()
+            .filter(|l| lookup(old, l) != lookup(new, l))
+            .collect(),
     };
     if changed.is_empty() {
         return;
@@ -431,7 +515,11 @@ pub fn record_update(res: &Resource, old: Option<&Value>, new: &mut Value, manag
             e["fieldsV1"] = set.to_v1();
         }
     }
-    let mut mine = entries.iter().find(|e| entry_is(e, manager, "Update")).map(entry_set).unwrap_or_default();
+    let mut mine = entries
+        .iter()
+        .find(|e| entry_is(e, manager, "Update"))
+        .map(entry_set)
+        .unwrap_or_default();
     for leaf in &changed {
         mine.insert(leaf);
     }

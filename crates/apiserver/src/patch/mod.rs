@@ -36,7 +36,9 @@ impl PatchKind {
                 return Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {other:?}"),
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {other:?}"
+                    ),
                 ));
             }
         };
@@ -61,14 +63,20 @@ pub fn decode(kind: PatchKind, raw: &[u8]) -> Result<Value, ApiError> {
     };
     match (kind, &doc) {
         (PatchKind::Json, Value::Array(_)) => Ok(doc),
-        (PatchKind::Json, _) => Err(ApiError::bad_request("a JSON patch must be a list of operations")),
+        (PatchKind::Json, _) => Err(ApiError::bad_request(
+            "a JSON patch must be a list of operations",
+        )),
         (_, Value::Object(_)) => Ok(doc),
         _ => Err(ApiError::bad_request("the patch must be a JSON object")),
     }
 }
 
 fn patch_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("the server rejected our request due to an error in our request: {e}"),
+    )
 }
 
 /// Apply a patch of `kind` to `current` (the stored object, or its Scale view).
@@ -81,13 +89,21 @@ pub fn apply_patch(
     force: bool,
 ) -> Result<Value, ApiError> {
     use ledge_api::patch as p;
-    let group = if current.get("kind").and_then(Value::as_str) == Some("Scale") { "autoscaling" } else { res.def.group.as_str() };
-    let kind_name = current.get("kind").and_then(Value::as_str).unwrap_or(&res.def.kind);
+    let group = if current.get("kind").and_then(Value::as_str) == Some("Scale") {
+        "autoscaling"
+    } else {
+        res.def.group.as_str()
+    };
+    let kind_name = current
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or(&res.def.kind);
     match kind {
         PatchKind::Json => p::json_patch(current, doc).map_err(patch_error),
         PatchKind::Merge => Ok(p::merge_patch(current, doc)),
         PatchKind::Strategic => {
-            p::strategic_merge(current, doc, p::builtin_schema(group, kind_name)).map_err(patch_error)
+            p::strategic_merge(current, doc, p::builtin_schema(group, kind_name))
+                .map_err(patch_error)
         }
         PatchKind::Apply => managed::apply(res, current, doc, manager, force),
     }

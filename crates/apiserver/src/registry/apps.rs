@@ -53,7 +53,11 @@ fn validate_selector(obj: &Value, causes: &mut Vec<StatusCause>) {
         .cloned()
         .unwrap_or_default();
     match ledge_api::selector::LabelSelector::from_json(sel) {
-        Ok(s) if s.is_empty() => causes.push(invalid("spec.selector", sel, "empty selector is invalid for deployment")),
+        Ok(s) if s.is_empty() => causes.push(invalid(
+            "spec.selector",
+            sel,
+            "empty selector is invalid for deployment",
+        )),
         Ok(s) => {
             if !s.matches(&labels) {
                 causes.push(invalid(
@@ -72,7 +76,9 @@ impl Strategy for Workload {
         if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
             generic::default_pod_spec(spec);
         }
-        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
         match self.0 {
             WorkloadKind::Deployment => {
                 spec.entry("replicas").or_insert(json!(1));
@@ -82,7 +88,8 @@ impl Strategy for Workload {
                 if let Some(s) = strategy.as_object_mut() {
                     s.entry("type").or_insert(json!("RollingUpdate"));
                     if s.get("type") == Some(&json!("RollingUpdate")) {
-                        s.entry("rollingUpdate").or_insert(json!({"maxUnavailable": "25%", "maxSurge": "25%"}));
+                        s.entry("rollingUpdate")
+                            .or_insert(json!({"maxUnavailable": "25%", "maxSurge": "25%"}));
                     }
                 }
             }
@@ -97,7 +104,8 @@ impl Strategy for Workload {
             }
             WorkloadKind::StatefulSet => {
                 spec.entry("replicas").or_insert(json!(1));
-                spec.entry("podManagementPolicy").or_insert(json!("OrderedReady"));
+                spec.entry("podManagementPolicy")
+                    .or_insert(json!("OrderedReady"));
                 spec.entry("revisionHistoryLimit").or_insert(json!(10));
                 spec.entry("updateStrategy")
                     .or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
@@ -108,12 +116,17 @@ impl Strategy for Workload {
     }
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
-        let mut causes = generic::validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
+        let mut causes =
+            generic::validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
         validate_selector(obj, &mut causes);
         if let Some(r) = obj.pointer("/spec/replicas")
             && r.as_i64().is_none_or(|n| n < 0)
         {
-            causes.push(invalid("spec.replicas", r, "must be greater than or equal to 0"));
+            causes.push(invalid(
+                "spec.replicas",
+                r,
+                "must be greater than or equal to 0",
+            ));
         }
         causes
     }
@@ -124,30 +137,74 @@ impl Strategy for Workload {
 
     fn columns(&self) -> Vec<Column> {
         let images = [
-            wide("Containers", "string", "Names of each container in the template."),
-            wide("Images", "string", "Images referenced by each container in the template."),
+            wide(
+                "Containers",
+                "string",
+                "Names of each container in the template.",
+            ),
+            wide(
+                "Images",
+                "string",
+                "Images referenced by each container in the template.",
+            ),
             wide("Selector", "string", "Label selector for pods."),
         ];
         let mut cols = match self.0 {
             WorkloadKind::Deployment => vec![
                 col("Ready", "string", "Number of the pod with ready state"),
-                col("Up-to-date", "string", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-                col("Available", "string", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+                col(
+                    "Up-to-date",
+                    "string",
+                    "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                ),
+                col(
+                    "Available",
+                    "string",
+                    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                ),
                 table::AGE,
             ],
             WorkloadKind::ReplicaSet => vec![
                 col("Desired", "integer", "Number of desired pods."),
                 col("Current", "integer", "Number of actual replicas."),
-                col("Ready", "integer", "The number of ready replicas for this replica set."),
+                col(
+                    "Ready",
+                    "integer",
+                    "The number of ready replicas for this replica set.",
+                ),
                 table::AGE,
             ],
             WorkloadKind::DaemonSet => vec![
-                col("Desired", "integer", "The total number of nodes that should be running the daemon pod."),
-                col("Current", "integer", "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
-                col("Ready", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
-                col("Up-to-date", "integer", "The total number of nodes that are running updated daemon pod"),
-                col("Available", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
-                col("Node Selector", "string", "NodeSelector is a selector which must be true for the pod to fit on a node."),
+                col(
+                    "Desired",
+                    "integer",
+                    "The total number of nodes that should be running the daemon pod.",
+                ),
+                col(
+                    "Current",
+                    "integer",
+                    "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+                ),
+                col(
+                    "Ready",
+                    "integer",
+                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+                ),
+                col(
+                    "Up-to-date",
+                    "integer",
+                    "The total number of nodes that are running updated daemon pod",
+                ),
+                col(
+                    "Available",
+                    "integer",
+                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)",
+                ),
+                col(
+                    "Node Selector",
+                    "string",
+                    "NodeSelector is a selector which must be true for the pod to fit on a node.",
+                ),
                 table::AGE,
             ],
             WorkloadKind::StatefulSet => vec![
@@ -163,7 +220,11 @@ impl Strategy for Workload {
         let st = |f: &str| table::int(obj, &format!(".status.{f}"));
         let mut cells = match self.0 {
             WorkloadKind::Deployment => vec![
-                json!(format!("{}/{}", st("readyReplicas"), table::int(obj, ".spec.replicas"))),
+                json!(format!(
+                    "{}/{}",
+                    st("readyReplicas"),
+                    table::int(obj, ".spec.replicas")
+                )),
                 json!(st("updatedReplicas")),
                 json!(st("availableReplicas")),
                 table::age(obj),
@@ -180,40 +241,73 @@ impl Strategy for Workload {
                 json!(st("numberReady")),
                 json!(st("updatedNumberScheduled")),
                 json!(st("numberAvailable")),
-                json!(table::selector_text(obj.pointer("/spec/template/spec/nodeSelector"))),
+                json!(table::selector_text(
+                    obj.pointer("/spec/template/spec/nodeSelector")
+                )),
                 table::age(obj),
             ],
             WorkloadKind::StatefulSet => vec![
-                json!(format!("{}/{}", st("readyReplicas"), table::int(obj, ".spec.replicas"))),
+                json!(format!(
+                    "{}/{}",
+                    st("readyReplicas"),
+                    table::int(obj, ".spec.replicas")
+                )),
                 table::age(obj),
             ],
         };
         let (names, images) = generic::containers_images(obj, ".spec.template.spec");
-        cells.extend([names, images, json!(selector_summary(obj.pointer("/spec/selector")))]);
+        cells.extend([
+            names,
+            images,
+            json!(selector_summary(obj.pointer("/spec/selector"))),
+        ]);
         cells
     }
 }
 
 /// A metav1.LabelSelector printed the way kubectl does (`app=web,tier in (a,b)`).
 fn selector_summary(sel: Option<&Value>) -> String {
-    let Some(sel) = sel else { return "<none>".into() };
+    let Some(sel) = sel else {
+        return "<none>".into();
+    };
     let mut parts: Vec<String> = sel
         .get("matchLabels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
         .unwrap_or_default();
-    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-        parts.push(match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            other => format!("{key} {other}"),
-        });
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(
+            match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" => format!("{key} in ({})", values.join(",")),
+                "NotIn" => format!("{key} notin ({})", values.join(",")),
+                "Exists" => key.to_string(),
+                "DoesNotExist" => format!("!{key}"),
+                other => format!("{key} {other}"),
+            },
+        );
     }
-    if parts.is_empty() { "<none>".into() } else { parts.join(",") }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 struct Jobs;
@@ -223,7 +317,9 @@ impl Strategy for Jobs {
         if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
             generic::default_pod_spec(spec);
         }
-        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
         spec.entry("parallelism").or_insert(json!(1));
         if !spec.contains_key("completions") {
             spec.insert("completions".into(), json!(1));
@@ -234,7 +330,8 @@ impl Strategy for Jobs {
     }
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
-        let mut causes = generic::validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
+        let mut causes =
+            generic::validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
         let policy = table::text(obj, ".spec.template.spec.restartPolicy");
         if policy == "Always" {
             causes.push(StatusCause {
@@ -253,18 +350,37 @@ impl Strategy for Jobs {
     fn columns(&self) -> Vec<Column> {
         vec![
             col("Status", "string", "Status of the job."),
-            col("Completions", "string", "The desired number of successfully finished pods the job should be run with."),
+            col(
+                "Completions",
+                "string",
+                "The desired number of successfully finished pods the job should be run with.",
+            ),
             col("Duration", "string", "Time required to complete the job."),
             table::AGE,
-            wide("Containers", "string", "Names of each container in the template."),
-            wide("Images", "string", "Images referenced by each container in the template."),
+            wide(
+                "Containers",
+                "string",
+                "Names of each container in the template.",
+            ),
+            wide(
+                "Images",
+                "string",
+                "Images referenced by each container in the template.",
+            ),
             wide("Selector", "string", "Label selector for pods."),
         ]
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        let conditions = table::path(obj, ".status.conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-        let has = |t: &str| conditions.iter().any(|c| c.get("type") == Some(&json!(t)) && c.get("status") == Some(&json!("True")));
+        let conditions = table::path(obj, ".status.conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let has = |t: &str| {
+            conditions.iter().any(|c| {
+                c.get("type") == Some(&json!(t)) && c.get("status") == Some(&json!("True"))
+            })
+        };
         let status = if has("Complete") {
             "Complete"
         } else if has("Failed") {
@@ -276,12 +392,18 @@ impl Strategy for Jobs {
         };
         let completions = match obj.pointer("/spec/completions").and_then(Value::as_i64) {
             Some(c) => format!("{}/{c}", table::int(obj, ".status.succeeded")),
-            None => format!("{}/1 of {}", table::int(obj, ".status.succeeded"), table::int(obj, ".spec.parallelism")),
+            None => format!(
+                "{}/1 of {}",
+                table::int(obj, ".status.succeeded"),
+                table::int(obj, ".spec.parallelism")
+            ),
         };
         let parse = |p: &str| chrono::DateTime::parse_from_rfc3339(table::text(obj, p)).ok();
         let duration = match (parse(".status.startTime"), parse(".status.completionTime")) {
             (Some(s), Some(e)) => table::human_duration((e - s).num_seconds()),
-            (Some(s), None) => table::human_duration((chrono::Utc::now() - s.with_timezone(&chrono::Utc)).num_seconds()),
+            (Some(s), None) => table::human_duration(
+                (chrono::Utc::now() - s.with_timezone(&chrono::Utc)).num_seconds(),
+            ),
             _ => String::new(),
         };
         let (names, images) = generic::containers_images(obj, ".spec.template.spec");
@@ -304,7 +426,9 @@ impl Strategy for CronJobs {
         if let Some(spec) = obj.pointer_mut("/spec/jobTemplate/spec/template/spec") {
             generic::default_pod_spec(spec);
         }
-        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
         spec.entry("concurrencyPolicy").or_insert(json!("Allow"));
         spec.entry("suspend").or_insert(json!(false));
         spec.entry("successfulJobsHistoryLimit").or_insert(json!(3));
@@ -320,7 +444,11 @@ impl Strategy for CronJobs {
         if schedule.is_empty() {
             causes.push(required("spec.schedule"));
         } else if !schedule.starts_with('@') && schedule.split_whitespace().count() != 5 {
-            causes.push(invalid("spec.schedule", &json!(schedule), "expected exactly 5 fields, found a different number"));
+            causes.push(invalid(
+                "spec.schedule",
+                &json!(schedule),
+                "expected exactly 5 fields, found a different number",
+            ));
         }
         causes
     }
@@ -332,10 +460,26 @@ impl Strategy for CronJobs {
     fn columns(&self) -> Vec<Column> {
         vec![
             col("Schedule", "string", "The schedule in Cron format."),
-            col("Timezone", "string", "The time zone for the given schedule."),
-            col("Suspend", "boolean", "This flag tells the controller to suspend subsequent executions."),
-            col("Active", "integer", "A list of pointers to currently running jobs."),
-            col("Last Schedule", "string", "Information when was the last time the job was successfully scheduled."),
+            col(
+                "Timezone",
+                "string",
+                "The time zone for the given schedule.",
+            ),
+            col(
+                "Suspend",
+                "boolean",
+                "This flag tells the controller to suspend subsequent executions.",
+            ),
+            col(
+                "Active",
+                "integer",
+                "A list of pointers to currently running jobs.",
+            ),
+            col(
+                "Last Schedule",
+                "string",
+                "Information when was the last time the job was successfully scheduled.",
+            ),
             table::AGE,
         ]
     }
@@ -348,7 +492,11 @@ impl Strategy for CronJobs {
             json!(if tz.is_empty() { "<none>" } else { tz }),
             table::cell(obj, ".spec.suspend"),
             table::count(obj, ".status.active"),
-            if last.is_some() { table::age_of(last) } else { json!("<none>") },
+            if last.is_some() {
+                table::age_of(last)
+            } else {
+                json!("<none>")
+            },
             table::age(obj),
         ]
     }

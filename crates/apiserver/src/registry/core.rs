@@ -90,9 +90,16 @@ fn pod_reason(pod: &Value) -> String {
         reason = if let Some(t) = s.pointer("/state/terminated") {
             match t.get("reason").and_then(Value::as_str) {
                 Some(r) if !r.is_empty() => format!("Init:{r}"),
-                _ => format!("Init:ExitCode:{}", t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)),
+                _ => format!(
+                    "Init:ExitCode:{}",
+                    t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                ),
             }
-        } else if let Some(r) = s.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|r| *r != "PodInitializing") {
+        } else if let Some(r) = s
+            .pointer("/state/waiting/reason")
+            .and_then(Value::as_str)
+            .filter(|r| *r != "PodInitializing")
+        {
             format!("Init:{r}")
         } else {
             format!("Init:{i}/{}", init.len())
@@ -102,17 +109,26 @@ fn pod_reason(pod: &Value) -> String {
     if !initializing {
         let mut has_running = false;
         for s in statuses.iter().rev() {
-            if let Some(r) = s.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+            if let Some(r) = s
+                .pointer("/state/waiting/reason")
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+            {
                 reason = r.to_string();
             } else if let Some(t) = s.pointer("/state/terminated") {
                 reason = match t.get("reason").and_then(Value::as_str) {
                     Some(r) if !r.is_empty() => r.to_string(),
                     _ => match t.get("signal").and_then(Value::as_i64) {
                         Some(sig) if sig != 0 => format!("Signal:{sig}"),
-                        _ => format!("ExitCode:{}", t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)),
+                        _ => format!(
+                            "ExitCode:{}",
+                            t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                        ),
                     },
                 };
-            } else if s.get("ready").and_then(Value::as_bool) == Some(true) && s.pointer("/state/running").is_some() {
+            } else if s.get("ready").and_then(Value::as_bool) == Some(true)
+                && s.pointer("/state/running").is_some()
+            {
                 has_running = true;
             }
         }
@@ -121,7 +137,11 @@ fn pod_reason(pod: &Value) -> String {
         }
     }
     if object::is_deleting(pod) {
-        reason = if table::text(pod, ".status.reason") == "NodeLost" { "Unknown".into() } else { "Terminating".into() };
+        reason = if table::text(pod, ".status.reason") == "NodeLost" {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
     }
     reason
 }
@@ -148,7 +168,12 @@ impl Strategy for Pods {
             let mut old_spec = old.get("spec").cloned().unwrap_or(json!({}));
             for s in [&mut new_spec, &mut old_spec] {
                 if let Some(m) = s.as_object_mut() {
-                    for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "schedulingGates"] {
+                    for f in [
+                        "activeDeadlineSeconds",
+                        "tolerations",
+                        "terminationGracePeriodSeconds",
+                        "schedulingGates",
+                    ] {
                         m.remove(f);
                     }
                     if let Some(cs) = m.get_mut("containers").and_then(Value::as_array_mut) {
@@ -180,24 +205,62 @@ impl Strategy for Pods {
 
     fn columns(&self) -> Vec<Column> {
         vec![
-            col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
-            col("Status", "string", "The aggregate status of the containers in this pod."),
-            col("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            col(
+                "Ready",
+                "string",
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            col(
+                "Status",
+                "string",
+                "The aggregate status of the containers in this pod.",
+            ),
+            col(
+                "Restarts",
+                "string",
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
             table::AGE,
             wide("IP", "string", "IP address allocated to the pod."),
-            wide("Node", "string", "Name of the node this pod is assigned to."),
-            wide("Nominated Node", "string", "Name of the node this pod is nominated to run on."),
+            wide(
+                "Node",
+                "string",
+                "Name of the node this pod is assigned to.",
+            ),
+            wide(
+                "Nominated Node",
+                "string",
+                "Name of the node this pod is nominated to run on.",
+            ),
             wide("Readiness Gates", "string", "Pod readiness gates."),
         ]
     }
 
     fn cells(&self, pod: &Value) -> Vec<Value> {
-        let total = table::path(pod, ".spec.containers").and_then(Value::as_array).map_or(0, Vec::len);
+        let total = table::path(pod, ".spec.containers")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
         let statuses = table::path(pod, ".status.containerStatuses").and_then(Value::as_array);
-        let ready = statuses.map_or(0, |s| s.iter().filter(|c| c.get("ready") == Some(&json!(true))).count());
-        let restarts: i64 = statuses.map_or(0, |s| s.iter().filter_map(|c| c.get("restartCount")?.as_i64()).sum());
-        let or_none = |s: &str| if s.is_empty() { json!("<none>") } else { json!(s) };
-        let gates = table::path(pod, ".spec.readinessGates").and_then(Value::as_array).map_or(0, Vec::len);
+        let ready = statuses.map_or(0, |s| {
+            s.iter()
+                .filter(|c| c.get("ready") == Some(&json!(true)))
+                .count()
+        });
+        let restarts: i64 = statuses.map_or(0, |s| {
+            s.iter()
+                .filter_map(|c| c.get("restartCount")?.as_i64())
+                .sum()
+        });
+        let or_none = |s: &str| {
+            if s.is_empty() {
+                json!("<none>")
+            } else {
+                json!(s)
+            }
+        };
+        let gates = table::path(pod, ".spec.readinessGates")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
         vec![
             json!(format!("{ready}/{total}")),
             json!(pod_reason(pod)),
@@ -206,7 +269,11 @@ impl Strategy for Pods {
             or_none(table::text(pod, ".status.podIP")),
             or_none(table::text(pod, ".spec.nodeName")),
             or_none(table::text(pod, ".status.nominatedNodeName")),
-            if gates == 0 { json!("<none>") } else { json!(format!("0/{gates}")) },
+            if gates == 0 {
+                json!("<none>")
+            } else {
+                json!(format!("0/{gates}"))
+            },
         ]
     }
 }
@@ -220,17 +287,42 @@ impl Strategy for Nodes {
             col("Roles", "string", "The roles of the node"),
             table::AGE,
             col("Version", "string", "Kubelet Version reported by the node."),
-            wide("Internal-IP", "string", "List of internal IPs for the node."),
-            wide("External-IP", "string", "List of external IPs for the node."),
-            wide("OS-Image", "string", "OS image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
-            wide("Kernel-Version", "string", "Kernel version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
-            wide("Container-Runtime", "string", "Container runtime version reported by the node."),
+            wide(
+                "Internal-IP",
+                "string",
+                "List of internal IPs for the node.",
+            ),
+            wide(
+                "External-IP",
+                "string",
+                "List of external IPs for the node.",
+            ),
+            wide(
+                "OS-Image",
+                "string",
+                "OS image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+            ),
+            wide(
+                "Kernel-Version",
+                "string",
+                "Kernel version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+            ),
+            wide(
+                "Container-Runtime",
+                "string",
+                "Container runtime version reported by the node.",
+            ),
         ]
     }
 
     fn cells(&self, node: &Value) -> Vec<Value> {
-        let conditions = table::path(node, ".status.conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-        let ready = conditions.iter().find(|c| c.get("type") == Some(&json!("Ready")));
+        let conditions = table::path(node, ".status.conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let ready = conditions
+            .iter()
+            .find(|c| c.get("type") == Some(&json!("Ready")));
         let mut status = match ready.and_then(|c| c.get("status")).and_then(Value::as_str) {
             Some("True") => "Ready".to_string(),
             Some(_) => "NotReady".to_string(),
@@ -241,7 +333,10 @@ impl Strategy for Nodes {
         }
         let mut roles: Vec<String> = object::labels(node)
             .keys()
-            .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
+            .filter_map(|k| {
+                k.strip_prefix("node-role.kubernetes.io/")
+                    .map(str::to_string)
+            })
             .collect();
         roles.sort();
         let addr = |t: &str| {
@@ -254,7 +349,11 @@ impl Strategy for Nodes {
         };
         vec![
             json!(status),
-            json!(if roles.is_empty() { "<none>".into() } else { roles.join(",") }),
+            json!(if roles.is_empty() {
+                "<none>".into()
+            } else {
+                roles.join(",")
+            }),
             table::age(node),
             table::cell(node, ".status.nodeInfo.kubeletVersion"),
             json!(addr("InternalIP")),
@@ -270,10 +369,13 @@ struct Services;
 
 impl Strategy for Services {
     fn defaults(&self, obj: &mut Value) {
-        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
         spec.entry("type").or_insert(json!("ClusterIP"));
         spec.entry("sessionAffinity").or_insert(json!("None"));
-        spec.entry("internalTrafficPolicy").or_insert(json!("Cluster"));
+        spec.entry("internalTrafficPolicy")
+            .or_insert(json!("Cluster"));
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for p in ports.iter_mut().filter_map(Value::as_object_mut) {
                 p.entry("protocol").or_insert(json!("TCP"));
@@ -290,21 +392,32 @@ impl Strategy for Services {
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
         let mut causes = Vec::new();
         let ty = table::text(obj, ".spec.type");
-        if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+        if !matches!(
+            ty,
+            "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+        ) {
             causes.push(StatusCause {
                 reason: "FieldValueNotSupported".into(),
                 message: format!("spec.type: Unsupported value: {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""),
                 field: "spec.type".into(),
             });
         }
-        let ports = table::path(obj, ".spec.ports").and_then(Value::as_array).cloned().unwrap_or_default();
-        if ports.is_empty() && ty != "ExternalName" && table::text(obj, ".spec.clusterIP") != "None" {
+        let ports = table::path(obj, ".spec.ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if ports.is_empty() && ty != "ExternalName" && table::text(obj, ".spec.clusterIP") != "None"
+        {
             causes.push(generic::required("spec.ports"));
         }
         for (i, p) in ports.iter().enumerate() {
             match p.get("port").and_then(Value::as_i64) {
                 Some(n) if (1..=65535).contains(&n) => {}
-                Some(n) => causes.push(invalid(&format!("spec.ports[{i}].port"), &json!(n), "must be between 1 and 65535, inclusive")),
+                Some(n) => causes.push(invalid(
+                    &format!("spec.ports[{i}].port"),
+                    &json!(n),
+                    "must be between 1 and 65535, inclusive",
+                )),
                 None => causes.push(generic::required(&format!("spec.ports[{i}].port"))),
             }
         }
@@ -345,7 +458,12 @@ impl Strategy for Services {
         let external = table::path(svc, ".spec.externalIPs")
             .and_then(Value::as_array)
             .filter(|a| !a.is_empty())
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_else(|| {
                 if table::text(svc, ".spec.type") == "ExternalName" {
                     table::text(svc, ".spec.externalName").to_string()
@@ -358,9 +476,17 @@ impl Strategy for Services {
         let cluster_ip = table::text(svc, ".spec.clusterIP");
         vec![
             table::cell(svc, ".spec.type"),
-            json!(if cluster_ip.is_empty() { "<none>" } else { cluster_ip }),
+            json!(if cluster_ip.is_empty() {
+                "<none>"
+            } else {
+                cluster_ip
+            }),
             json!(external),
-            json!(if ports.is_empty() { "<none>".into() } else { ports.join(",") }),
+            json!(if ports.is_empty() {
+                "<none>".into()
+            } else {
+                ports.join(",")
+            }),
             table::age(svc),
             json!(table::selector_text(table::path(svc, ".spec.selector"))),
         ]
@@ -371,11 +497,15 @@ impl Strategy for Services {
 fn validate_keys(obj: &Value, fields: &[&str]) -> Vec<StatusCause> {
     let mut causes = Vec::new();
     for field in fields {
-        let Some(map) = obj.get(*field).and_then(Value::as_object) else { continue };
+        let Some(map) = obj.get(*field).and_then(Value::as_object) else {
+            continue;
+        };
         for key in map.keys() {
             let ok = !key.is_empty()
                 && key.len() <= 253
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                 && key != "."
                 && key != ".."
                 && !key.starts_with("..");
@@ -400,7 +530,11 @@ impl Strategy for ConfigMaps {
             if let Some(map) = obj.get(field).and_then(Value::as_object) {
                 for (k, v) in map {
                     if !v.is_string() {
-                        causes.push(invalid(&format!("{field}[{k}]"), v, &format!("must be a {want}")));
+                        causes.push(invalid(
+                            &format!("{field}[{k}]"),
+                            v,
+                            &format!("must be a {want}"),
+                        ));
                     }
                 }
             }
@@ -409,11 +543,16 @@ impl Strategy for ConfigMaps {
     }
 
     fn columns(&self) -> Vec<Column> {
-        vec![col("Data", "string", "Data contains the configuration data.")]
+        vec![col(
+            "Data",
+            "string",
+            "Data contains the configuration data.",
+        )]
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        let n = table::count(obj, ".data").as_u64().unwrap_or(0) + table::count(obj, ".binaryData").as_u64().unwrap_or(0);
+        let n = table::count(obj, ".data").as_u64().unwrap_or(0)
+            + table::count(obj, ".binaryData").as_u64().unwrap_or(0);
         vec![json!(n)]
     }
 }
@@ -431,7 +570,10 @@ impl Strategy for Secrets {
             if let Some(d) = data.as_object_mut() {
                 for (k, v) in sd {
                     let text = v.as_str().unwrap_or_default().to_string();
-                    d.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+                    d.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                    );
                 }
             }
         }
@@ -442,9 +584,15 @@ impl Strategy for Secrets {
         let mut causes = validate_keys(obj, &["data"]);
         if let Some(map) = obj.get("data").and_then(Value::as_object) {
             for (k, v) in map {
-                let ok = v.as_str().is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+                let ok = v
+                    .as_str()
+                    .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
                 if !ok {
-                    causes.push(invalid(&format!("data[{k}]"), v, "must be a base64-encoded string"));
+                    causes.push(invalid(
+                        &format!("data[{k}]"),
+                        v,
+                        "must be a base64-encoded string",
+                    ));
                 }
             }
         }
@@ -486,7 +634,10 @@ impl Strategy for Events {
             table::age_of(last),
             table::cell(ev, ".type"),
             table::cell(ev, ".reason"),
-            json!(format!("{kind}/{}", table::text(ev, ".involvedObject.name"))),
+            json!(format!(
+                "{kind}/{}",
+                table::text(ev, ".involvedObject.name")
+            )),
             table::cell(ev, ".message"),
         ]
     }
@@ -515,7 +666,14 @@ impl Strategy for PodTemplates {
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
         let (names, images) = generic::containers_images(obj, ".template.spec");
-        vec![names, images, json!(table::selector_text(table::path(obj, ".template.metadata.labels")))]
+        vec![
+            names,
+            images,
+            json!(table::selector_text(table::path(
+                obj,
+                ".template.metadata.labels"
+            ))),
+        ]
     }
 }
 
@@ -523,7 +681,11 @@ struct ServiceAccounts;
 
 impl Strategy for ServiceAccounts {
     fn columns(&self) -> Vec<Column> {
-        vec![col("Secrets", "string", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.")]
+        vec![col(
+            "Secrets",
+            "string",
+            "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+        )]
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
@@ -541,21 +703,44 @@ impl Strategy for Endpoints {
     fn cells(&self, obj: &Value) -> Vec<Value> {
         let mut shown = Vec::new();
         let mut total = 0;
-        for subset in table::path(obj, ".subsets").and_then(Value::as_array).into_iter().flatten() {
-            let ports: Vec<i64> = subset.get("ports").and_then(Value::as_array).into_iter().flatten().filter_map(|p| p.get("port")?.as_i64()).collect();
-            for addr in subset.get("addresses").and_then(Value::as_array).into_iter().flatten() {
+        for subset in table::path(obj, ".subsets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ports: Vec<i64> = subset
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("port")?.as_i64())
+                .collect();
+            for addr in subset
+                .get("addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let ip = addr.get("ip").and_then(Value::as_str).unwrap_or("");
                 if ports.is_empty() {
                     total += 1;
-                    if shown.len() < 3 { shown.push(ip.to_string()); }
+                    if shown.len() < 3 {
+                        shown.push(ip.to_string());
+                    }
                 }
                 for port in &ports {
                     total += 1;
-                    if shown.len() < 3 { shown.push(format!("{ip}:{port}")); }
+                    if shown.len() < 3 {
+                        shown.push(format!("{ip}:{port}"));
+                    }
                 }
             }
         }
-        let mut text = if shown.is_empty() { "<none>".to_string() } else { shown.join(",") };
+        let mut text = if shown.is_empty() {
+            "<none>".to_string()
+        } else {
+            shown.join(",")
+        };
         if total > shown.len() {
             text.push_str(&format!(" + {} more...", total - shown.len()));
         }

@@ -19,19 +19,37 @@ pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io"
 
 impl Strategy for CrdStrategy {
     fn defaults(&self, obj: &mut Value) {
-        if !crate::object::is_deleting(obj) && !crate::object::finalizers(obj).iter().any(|f| f == CLEANUP_FINALIZER) {
+        if !crate::object::is_deleting(obj)
+            && !crate::object::finalizers(obj)
+                .iter()
+                .any(|f| f == CLEANUP_FINALIZER)
+        {
             let meta = crate::object::meta_mut(obj);
             let list = meta.entry("finalizers").or_insert(json!([]));
             if let Some(a) = list.as_array_mut() {
                 a.push(json!(CLEANUP_FINALIZER));
             }
         }
-        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
         if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
-            let plural = names.get("plural").and_then(Value::as_str).unwrap_or("").to_string();
-            let kind = names.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-            names.entry("singular").or_insert(json!(kind.to_lowercase()));
-            names.entry("listKind").or_insert(json!(format!("{kind}List")));
+            let plural = names
+                .get("plural")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let kind = names
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            names
+                .entry("singular")
+                .or_insert(json!(kind.to_lowercase()));
+            names
+                .entry("listKind")
+                .or_insert(json!(format!("{kind}List")));
             let _ = plural;
         }
         if let Some(versions) = spec.get_mut("versions").and_then(Value::as_array_mut) {
@@ -39,7 +57,8 @@ impl Strategy for CrdStrategy {
                 v.entry("served").or_insert(json!(true));
             }
         }
-        spec.entry("conversion").or_insert(json!({"strategy": "None"}));
+        spec.entry("conversion")
+            .or_insert(json!({"strategy": "None"}));
     }
 
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<StatusCause> {
@@ -50,7 +69,11 @@ impl Strategy for CrdStrategy {
         if group.is_empty() {
             causes.push(required("spec.group"));
         } else if !group.contains('.') {
-            causes.push(invalid("spec.group", &json!(group), "should be a domain with at least one dot"));
+            causes.push(invalid(
+                "spec.group",
+                &json!(group),
+                "should be a domain with at least one dot",
+            ));
         }
         if plural.is_empty() {
             causes.push(required("spec.names.plural"));
@@ -61,7 +84,11 @@ impl Strategy for CrdStrategy {
         let expected = format!("{plural}.{group}");
         let name = crate::object::name(obj);
         if !plural.is_empty() && !group.is_empty() && name != expected {
-            causes.push(invalid("metadata.name", &json!(name), &format!("must be spec.names.plural+\".\"+spec.group")));
+            causes.push(invalid(
+                "metadata.name",
+                &json!(name),
+                "must be spec.names.plural+\".\"+spec.group",
+            ));
         }
         let scope = table::text(obj, ".spec.scope");
         if !matches!(scope, "Namespaced" | "Cluster") {
@@ -71,28 +98,49 @@ impl Strategy for CrdStrategy {
                 field: "spec.scope".into(),
             });
         }
-        let versions = table::path(obj, ".spec.versions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let versions = table::path(obj, ".spec.versions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if versions.is_empty() {
             causes.push(required("spec.versions"));
         }
-        let storage = versions.iter().filter(|v| v.get("storage") == Some(&json!(true))).count();
+        let storage = versions
+            .iter()
+            .filter(|v| v.get("storage") == Some(&json!(true)))
+            .count();
         if !versions.is_empty() && storage != 1 {
-            causes.push(invalid("spec.versions", &json!(storage), "must have exactly one version marked as storage version"));
+            causes.push(invalid(
+                "spec.versions",
+                &json!(storage),
+                "must have exactly one version marked as storage version",
+            ));
         }
         for (i, v) in versions.iter().enumerate() {
-            if v.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if v.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 causes.push(required(&format!("spec.versions[{i}].name")));
             }
             if let Some(s) = v.pointer("/schema/openAPIV3Schema") {
                 for e in schema::check_structural(s) {
-                    causes.push(invalid(&format!("spec.versions[{i}].schema.openAPIV3Schema{}", e.0), &Value::Null, &e.1));
+                    causes.push(invalid(
+                        &format!("spec.versions[{i}].schema.openAPIV3Schema{}", e.0),
+                        &Value::Null,
+                        &e.1,
+                    ));
                 }
             }
         }
         if let Some(old) = old {
             for f in [".spec.group", ".spec.names.plural", ".spec.scope"] {
                 if table::path(obj, f) != table::path(old, f) {
-                    causes.push(invalid(&f[1..], table::path(obj, f).unwrap_or(&Value::Null), "field is immutable"));
+                    causes.push(invalid(
+                        &f[1..],
+                        table::path(obj, f).unwrap_or(&Value::Null),
+                        "field is immutable",
+                    ));
                 }
             }
         }
@@ -130,10 +178,17 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
     let list = |p: &str| -> Vec<String> {
         table::path(&spec, p)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    let versions = table::path(&spec, ".versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = table::path(&spec, ".versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     versions
         .iter()
         .filter(|v| v.get("served") != Some(&json!(false)))
@@ -153,9 +208,21 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
                 .map(|cols| {
                     cols.iter()
                         .map(|c| {
-                            let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                            let priority = c.get("priority").and_then(Value::as_u64).unwrap_or(0).min(255) as u8;
-                            (s("name"), s("type"), s("jsonPath"), priority, s("description"))
+                            let s = |k: &str| {
+                                c.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+                            };
+                            let priority = c
+                                .get("priority")
+                                .and_then(Value::as_u64)
+                                .unwrap_or(0)
+                                .min(255) as u8;
+                            (
+                                s("name"),
+                                s("type"),
+                                s("jsonPath"),
+                                priority,
+                                s("description"),
+                            )
                         })
                         .collect()
                 })
@@ -163,7 +230,11 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
             CustomVersion {
                 def: ResourceDef {
                     group: text(".group"),
-                    version: v.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                    version: v
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     kind: text(".names.kind"),
                     plural: text(".names.plural"),
                     singular: text(".names.singular"),
@@ -197,7 +268,9 @@ impl Strategy for CustomStrategy {
     }
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
-        let Some(s) = &self.schema else { return Vec::new() };
+        let Some(s) = &self.schema else {
+            return Vec::new();
+        };
         let mut body = obj.clone();
         if let Some(m) = body.as_object_mut() {
             m.remove("metadata");
@@ -263,15 +336,17 @@ pub fn established_status(crd: &Value) -> Value {
         .filter(|v| v.get("storage") == Some(&json!(true)))
         .filter_map(|v| v.get("name").cloned())
         .collect();
-    let cond = |t: &str, reason: &str, msg: &str| {
-        json!({"type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": msg})
-    };
+    let cond = |t: &str, reason: &str, msg: &str| json!({"type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": msg});
     let mut status = Map::new();
     status.insert(
         "conditions".into(),
         json!([
             cond("NamesAccepted", "NoConflicts", "no conflicts found"),
-            cond("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+            cond(
+                "Established",
+                "InitialNamesAccepted",
+                "the initial names have been accepted"
+            ),
         ]),
     );
     status.insert("acceptedNames".into(), names);

@@ -54,23 +54,34 @@ pub fn invalid(field: &str, value: &Value, why: &str) -> StatusCause {
 
 /// Defaults upstream applies to every pod spec (`pkg/apis/core/v1/defaults.go`).
 pub fn default_pod_spec(spec: &mut Value) {
-    let Some(m) = spec.as_object_mut() else { return };
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
     m.entry("restartPolicy").or_insert(json!("Always"));
-    m.entry("terminationGracePeriodSeconds").or_insert(json!(30));
+    m.entry("terminationGracePeriodSeconds")
+        .or_insert(json!(30));
     m.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-    m.entry("schedulerName").or_insert(json!("default-scheduler"));
+    m.entry("schedulerName")
+        .or_insert(json!("default-scheduler"));
     m.entry("securityContext").or_insert(json!({}));
     for list in ["containers", "initContainers"] {
         if let Some(cs) = m.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                c.entry("terminationMessagePath").or_insert(json!("/dev/termination-log"));
+                c.entry("terminationMessagePath")
+                    .or_insert(json!("/dev/termination-log"));
                 c.entry("terminationMessagePolicy").or_insert(json!("File"));
                 c.entry("resources").or_insert(json!({}));
                 let image = c.get("image").and_then(Value::as_str).unwrap_or("");
                 let latest = !image.contains('@')
-                    && image.rsplit('/').next().is_none_or(|last| !last.contains(':') || last.ends_with(":latest"));
-                c.entry("imagePullPolicy")
-                    .or_insert(json!(if latest { "Always" } else { "IfNotPresent" }));
+                    && image
+                        .rsplit('/')
+                        .next()
+                        .is_none_or(|last| !last.contains(':') || last.ends_with(":latest"));
+                c.entry("imagePullPolicy").or_insert(json!(if latest {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                }));
                 if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports.iter_mut().filter_map(Value::as_object_mut) {
                         p.entry("protocol").or_insert(json!("TCP"));
@@ -108,7 +119,10 @@ pub fn validate_pod_spec(spec: Option<&Value>, base: &str) -> Vec<StatusCause> {
                         }
                     }
                 }
-                if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     causes.push(required(&format!("{at}.image")));
                 }
             }

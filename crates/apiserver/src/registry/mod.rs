@@ -72,7 +72,11 @@ impl Registry {
         let reg = Self::default();
         for def in ledge_api::resource::builtin_resources() {
             let strategy = strategy_for(&def);
-            reg.add(Resource { def, strategy, custom: false });
+            reg.add(Resource {
+                def,
+                strategy,
+                custom: false,
+            });
         }
         reg
     }
@@ -80,12 +84,19 @@ impl Registry {
     /// Serve a resource (replacing one at the same group/version/plural).
     pub fn add(&self, res: Resource) {
         let res = Arc::new(res);
-        let key = (res.def.group.clone(), res.def.version.clone(), res.def.plural.clone());
+        let key = (
+            res.def.group.clone(),
+            res.def.version.clone(),
+            res.def.plural.clone(),
+        );
         let mut by_path = self.by_path.write().unwrap_or_else(|p| p.into_inner());
         let mut order = self.order.write().unwrap_or_else(|p| p.into_inner());
         order.retain(|r| {
-            (r.def.group.as_str(), r.def.version.as_str(), r.def.plural.as_str())
-                != (key.0.as_str(), key.1.as_str(), key.2.as_str())
+            (
+                r.def.group.as_str(),
+                r.def.version.as_str(),
+                r.def.plural.as_str(),
+            ) != (key.0.as_str(), key.1.as_str(), key.2.as_str())
         });
         order.push(res.clone());
         by_path.insert(key, res);
@@ -102,12 +113,16 @@ impl Registry {
     /// Find a resource by path segments.
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
         let by_path = self.by_path.read().unwrap_or_else(|p| p.into_inner());
-        by_path.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+        by_path
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
     }
 
     /// Find a resource by group and kind (any version).
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<Resource>> {
-        self.all().into_iter().find(|r| r.def.group == group && r.def.kind == kind)
+        self.all()
+            .into_iter()
+            .find(|r| r.def.group == group && r.def.kind == kind)
     }
 
     /// Every resource, in registration order.

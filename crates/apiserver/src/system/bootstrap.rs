@@ -8,8 +8,19 @@ use crate::admission::KUBERNETES_SERVICE_IP;
 use crate::handlers::create_object;
 use crate::state::ApiState;
 
-async fn ensure(state: &ApiState, group: &str, plural: &str, ns: Option<&str>, obj: Value) -> Result<(), ApiError> {
-    let Some(res) = state.registry.all().into_iter().find(|r| r.def.group == group && r.def.plural == plural) else {
+async fn ensure(
+    state: &ApiState,
+    group: &str,
+    plural: &str,
+    ns: Option<&str>,
+    obj: Value,
+) -> Result<(), ApiError> {
+    let Some(res) = state
+        .registry
+        .all()
+        .into_iter()
+        .find(|r| r.def.group == group && r.def.plural == plural)
+    else {
         return Err(ApiError::internal(format!("{plural} is not registered")));
     };
     match create_object(state, &res, ns, obj, false, None).await {
@@ -22,7 +33,14 @@ async fn ensure(state: &ApiState, group: &str, plural: &str, ns: Option<&str>, o
 /// Create what a fresh cluster must contain (idempotent).
 pub async fn bootstrap(state: &ApiState, https_port: u16) -> Result<(), ApiError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure(state, "", "namespaces", None, json!({"metadata": {"name": ns}})).await?;
+        ensure(
+            state,
+            "",
+            "namespaces",
+            None,
+            json!({"metadata": {"name": ns}}),
+        )
+        .await?;
     }
     ensure(
         state,
@@ -35,7 +53,10 @@ pub async fn bootstrap(state: &ApiState, https_port: u16) -> Result<(), ApiError
         }),
     )
     .await?;
-    for (name, value) in [("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)] {
+    for (name, value) in [
+        ("system-node-critical", 2_000_001_000),
+        ("system-cluster-critical", 2_000_000_000),
+    ] {
         ensure(
             state,
             "scheduling.k8s.io",

@@ -10,8 +10,8 @@ use crate::cache::{Change, ChangeKind};
 use crate::handlers::system_update;
 use crate::handlers::write::Part;
 use crate::object;
-use crate::registry::crd::{CLEANUP_FINALIZER, established_status, served_versions};
 use crate::registry::Resource;
+use crate::registry::crd::{CLEANUP_FINALIZER, established_status, served_versions};
 use crate::state::ApiState;
 
 const PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
@@ -35,8 +35,16 @@ pub async fn run(state: Arc<ApiState>) {
 }
 
 async fn handle(state: &Arc<ApiState>, kind: &ChangeKind, crd: &Value) {
-    let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or("").to_string();
-    let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("").to_string();
+    let group = crd
+        .pointer("/spec/group")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let plural = crd
+        .pointer("/spec/names/plural")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if *kind == ChangeKind::Deleted {
         state.registry.remove_custom(&group, &plural);
         return;
@@ -47,13 +55,26 @@ async fn handle(state: &Arc<ApiState>, kind: &ChangeKind, crd: &Value) {
         return;
     }
     for v in served_versions(crd) {
-        state.registry.add(Resource { def: v.def, strategy: Arc::new(v.strategy), custom: true });
+        state.registry.add(Resource {
+            def: v.def,
+            strategy: Arc::new(v.strategy),
+            custom: true,
+        });
     }
     let established = crd
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c.get("type") == Some(&json!("Established")) && c.get("status") == Some(&json!("True"))));
-    if !established && let Some(res) = state.registry.by_kind("apiextensions.k8s.io", "CustomResourceDefinition") {
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type") == Some(&json!("Established"))
+                    && c.get("status") == Some(&json!("True"))
+            })
+        });
+    if !established
+        && let Some(res) = state
+            .registry
+            .by_kind("apiextensions.k8s.io", "CustomResourceDefinition")
+    {
         let name = object::name(crd).to_string();
         let result = system_update(state, &res, None, &name, Part::Status, |current| {
             let mut c = current.clone();
@@ -71,19 +92,28 @@ async fn handle(state: &Arc<ApiState>, kind: &ChangeKind, crd: &Value) {
 async fn remove_instances(state: &Arc<ApiState>, crd: &Value, group: &str, plural: &str) {
     let prefix = format!("/registry/{group}/{plural}/");
     for item in state.cache.list(&prefix, None).items {
-        let key = item.pointer("/metadata/namespace").and_then(Value::as_str).map_or_else(
-            || format!("{prefix}{}", object::name(&item)),
-            |ns| format!("{prefix}{ns}/{}", object::name(&item)),
-        );
+        let key = item
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map_or_else(
+                || format!("{prefix}{}", object::name(&item)),
+                |ns| format!("{prefix}{ns}/{}", object::name(&item)),
+            );
         if let Some(rev) = object::resource_version(&item) {
             let _ = state.store.delete(&key, Some(rev)).await;
         }
     }
-    if let Some(res) = state.registry.by_kind("apiextensions.k8s.io", "CustomResourceDefinition") {
+    if let Some(res) = state
+        .registry
+        .by_kind("apiextensions.k8s.io", "CustomResourceDefinition")
+    {
         let name = object::name(crd).to_string();
         let _ = system_update(state, &res, None, &name, Part::Main, |current| {
             let mut c = current.clone();
-            let fs: Vec<String> = object::finalizers(current).into_iter().filter(|f| f != CLEANUP_FINALIZER).collect();
+            let fs: Vec<String> = object::finalizers(current)
+                .into_iter()
+                .filter(|f| f != CLEANUP_FINALIZER)
+                .collect();
             c["metadata"]["finalizers"] = json!(fs);
             Some(c)
         })

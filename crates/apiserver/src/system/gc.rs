@@ -37,7 +37,11 @@ pub async fn run(state: Arc<ApiState>) {
 fn owner_uids(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .map(|refs| refs.iter().filter_map(|r| r.get("uid")?.as_str().map(str::to_string)).collect())
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid")?.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -61,7 +65,12 @@ async fn sweep(state: &Arc<ApiState>) {
         .collect();
     let foreground: HashSet<&str> = all
         .iter()
-        .filter(|o| object::is_deleting(o) && object::finalizers(o).iter().any(|f| f == "foregroundDeletion"))
+        .filter(|o| {
+            object::is_deleting(o)
+                && object::finalizers(o)
+                    .iter()
+                    .any(|f| f == "foregroundDeletion")
+        })
         .filter_map(|o| object::uid(o))
         .collect();
     let mut has_dependents: HashSet<String> = HashSet::new();
@@ -73,14 +82,33 @@ async fn sweep(state: &Arc<ApiState>) {
         for o in &owners {
             has_dependents.insert(o.clone());
         }
-        let Some(res) = resource_of(state, obj) else { continue };
-        let (ns, name) = (object::namespace(obj).map(str::to_string), object::name(obj).to_string());
-        let released: Vec<&String> = owners.iter().filter(|u| orphaning.contains(u.as_str())).collect();
+        let Some(res) = resource_of(state, obj) else {
+            continue;
+        };
+        let (ns, name) = (
+            object::namespace(obj).map(str::to_string),
+            object::name(obj).to_string(),
+        );
+        let released: Vec<&String> = owners
+            .iter()
+            .filter(|u| orphaning.contains(u.as_str()))
+            .collect();
         if !released.is_empty() {
             let drop: HashSet<String> = released.into_iter().cloned().collect();
             let _ = system_update(state, &res, ns.as_deref(), &name, Part::Main, |cur| {
-                let refs = cur.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default();
-                let kept: Vec<Value> = refs.into_iter().filter(|r| !r.get("uid").and_then(Value::as_str).is_some_and(|u| drop.contains(u))).collect();
+                let refs = cur
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let kept: Vec<Value> = refs
+                    .into_iter()
+                    .filter(|r| {
+                        !r.get("uid")
+                            .and_then(Value::as_str)
+                            .is_some_and(|u| drop.contains(u))
+                    })
+                    .collect();
                 let mut c = cur.clone();
                 if kept.is_empty() {
                     if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -97,7 +125,10 @@ async fn sweep(state: &Arc<ApiState>) {
         let all_gone = owners.iter().all(|u| !alive.contains(u.as_str()));
         let owner_foreground = owners.iter().any(|u| foreground.contains(u.as_str()));
         if (all_gone || owner_foreground) && !object::is_deleting(obj) {
-            let opts = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+            let opts = DeleteOptions {
+                propagation: Some("Background".into()),
+                ..Default::default()
+            };
             if let Err(e) = delete_object(state, &res, ns.as_deref(), &name, &opts).await
                 && e.code != 404
             {
@@ -110,17 +141,26 @@ async fn sweep(state: &Arc<ApiState>) {
         let uid = object::uid(obj).unwrap_or("");
         let fs = object::finalizers(obj);
         let done_orphan = fs.iter().any(|f| f == "orphan") && !has_dependents.contains(uid);
-        let done_foreground = fs.iter().any(|f| f == "foregroundDeletion") && !has_dependents.contains(uid);
+        let done_foreground =
+            fs.iter().any(|f| f == "foregroundDeletion") && !has_dependents.contains(uid);
         if !(done_orphan || done_foreground) {
             continue;
         }
-        let Some(res) = resource_of(state, obj) else { continue };
-        let (ns, name) = (object::namespace(obj).map(str::to_string), object::name(obj).to_string());
+        let Some(res) = resource_of(state, obj) else {
+            continue;
+        };
+        let (ns, name) = (
+            object::namespace(obj).map(str::to_string),
+            object::name(obj).to_string(),
+        );
         let _ = system_update(state, &res, ns.as_deref(), &name, Part::Main, |cur| {
             let mut c = cur.clone();
             let kept: Vec<String> = object::finalizers(cur)
                 .into_iter()
-                .filter(|f| !((f == "orphan" && done_orphan) || (f == "foregroundDeletion" && done_foreground)))
+                .filter(|f| {
+                    !((f == "orphan" && done_orphan)
+                        || (f == "foregroundDeletion" && done_foreground))
+                })
                 .collect();
             c["metadata"]["finalizers"] = json!(kept);
             Some(c)

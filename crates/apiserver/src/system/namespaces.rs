@@ -31,14 +31,12 @@ pub async fn run(state: Arc<ApiState>) {
             {
                 // Something inside a terminating namespace went away: maybe it is empty now.
                 reconcile(state, &namespace).await;
-            } else if change.key == "/registry/core/serviceaccounts/".to_string() + object::namespace(&change.object).unwrap_or("") + "/default"
-                || change.key == "/registry/core/configmaps/".to_string() + object::namespace(&change.object).unwrap_or("") + "/kube-root-ca.crt"
+            } else if is_namespace_default(&change.key)
+                && let Some(ns) = object::namespace(&change.object)
+                && let Some(namespace) = state.cache.get(&format!("{PREFIX}{ns}"))
             {
-                if let Some(ns) = object::namespace(&change.object)
-                    && let Some(namespace) = state.cache.get(&format!("{PREFIX}{ns}"))
-                {
-                    reconcile(state, &namespace).await;
-                }
+                // A namespace default was changed or removed: put it back.
+                reconcile(state, &namespace).await;
             }
         },
         async |state| {
@@ -48,6 +46,12 @@ pub async fn run(state: Arc<ApiState>) {
         },
     )
     .await;
+}
+
+/// Whether a key is one of the objects every namespace gets (`default` SA, `kube-root-ca.crt`).
+fn is_namespace_default(key: &str) -> bool {
+    (key.starts_with("/registry/core/serviceaccounts/") && key.ends_with("/default"))
+        || (key.starts_with("/registry/core/configmaps/") && key.ends_with("/kube-root-ca.crt"))
 }
 
 async fn reconcile(state: &Arc<ApiState>, ns: &Value) {
@@ -61,7 +65,11 @@ async fn reconcile(state: &Arc<ApiState>, ns: &Value) {
 
 async fn ensure_defaults(state: &Arc<ApiState>, ns: &str) {
     let wanted = [
-        ("serviceaccounts", "default", json!({"metadata": {"name": "default"}})),
+        (
+            "serviceaccounts",
+            "default",
+            json!({"metadata": {"name": "default"}}),
+        ),
         (
             "configmaps",
             "kube-root-ca.crt",
@@ -69,14 +77,22 @@ async fn ensure_defaults(state: &Arc<ApiState>, ns: &str) {
         ),
     ];
     for (plural, name, obj) in wanted {
-        if state.cache.get(&format!("/registry/core/{plural}/{ns}/{name}")).is_some() {
+        if state
+            .cache
+            .get(&format!("/registry/core/{plural}/{ns}/{name}"))
+            .is_some()
+        {
             continue;
         }
-        let Some(res) = state.registry.get("", "v1", plural) else { continue };
+        let Some(res) = state.registry.get("", "v1", plural) else {
+            continue;
+        };
         match create_object(state, &res, Some(ns), obj, false, None).await {
             Ok(_) => {}
             Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => {}
-            Err(e) => tracing::warn!(namespace = ns, object = name, error = %e, "could not create namespace default"),
+            Err(e) => {
+                tracing::warn!(namespace = ns, object = name, error = %e, "could not create namespace default")
+            }
         }
     }
 }
@@ -84,18 +100,28 @@ async fn ensure_defaults(state: &Arc<ApiState>, ns: &str) {
 /// Delete everything in a terminating namespace; when nothing is left, release it.
 async fn finalize(state: &Arc<ApiState>, ns: &str) {
     let mut remaining = 0;
-    for res in state.registry.all().into_iter().filter(|r| r.def.namespaced) {
+    for res in state
+        .registry
+        .all()
+        .into_iter()
+        .filter(|r| r.def.namespaced)
+    {
         let prefix = res.def.namespace_prefix(Some(ns));
         for item in state.cache.list(&prefix, None).items {
             remaining += 1;
             if object::is_deleting(&item) {
                 continue;
             }
-            let opts = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+            let opts = DeleteOptions {
+                propagation: Some("Background".into()),
+                ..Default::default()
+            };
             match delete_object(state, &res, Some(ns), object::name(&item), &opts).await {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
-                Err(e) => tracing::warn!(namespace = ns, error = %e, "could not delete namespace content"),
+                Err(e) => {
+                    tracing::warn!(namespace = ns, error = %e, "could not delete namespace content")
+                }
             }
         }
     }
@@ -106,19 +132,35 @@ async fn finalize(state: &Arc<ApiState>, ns: &str) {
             .all()
             .into_iter()
             .filter(|r| r.def.namespaced)
-            .any(|r| !state.cache.list(&r.def.namespace_prefix(Some(ns)), None).items.is_empty());
+            .any(|r| {
+                !state
+                    .cache
+                    .list(&r.def.namespace_prefix(Some(ns)), None)
+                    .items
+                    .is_empty()
+            });
         if still {
             return;
         }
     }
-    let Some(res) = state.registry.get("", "v1", "namespaces") else { return };
+    let Some(res) = state.registry.get("", "v1", "namespaces") else {
+        return;
+    };
     let result = system_update(state, &res, None, ns, Part::Main, |current| {
-        let fs = current.pointer("/spec/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let fs = current
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if fs.is_empty() {
             return None;
         }
         let mut c = current.clone();
-        c["spec"]["finalizers"] = json!(fs.into_iter().filter(|f| f != "kubernetes").collect::<Vec<_>>());
+        c["spec"]["finalizers"] = json!(
+            fs.into_iter()
+                .filter(|f| f != "kubernetes")
+                .collect::<Vec<_>>()
+        );
         Some(c)
     })
     .await;

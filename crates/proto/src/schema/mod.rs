@@ -3,32 +3,14 @@
 //! A [`Message`] lists its fields in Go declaration order (the order Go's
 //! `encoding/json` prints them); each [`Field`] joins the protobuf side (field
 //! number, type, repeated or map) with the JSON side (name, pointer or value,
-//! `omitempty`/`omitzero`, inlined into the parent). The `gen_*` modules are
-//! generated from the upstream `generated.proto` and `types.go` by
+//! `omitempty`/`omitzero`, inlined into the parent). The tables in
+//! `generated/` come from the upstream `generated.proto` and `types.go` via
 //! `tools/gen_schema.py`; this file holds the shapes and the kind lookup only.
 
-mod gen_admissionregistration_v1;
-mod gen_apps_v1;
-mod gen_authentication_v1;
-mod gen_authorization_v1;
-mod gen_autoscaling_v1;
-mod gen_autoscaling_v2;
-mod gen_batch_v1;
-mod gen_certificates_v1;
-mod gen_coordination_v1;
-mod gen_core_v1;
-mod gen_discovery_v1;
-mod gen_events_v1;
-mod gen_flowcontrol_v1;
-mod gen_kinds;
-mod gen_meta_v1;
-mod gen_networking_v1;
-mod gen_node_v1;
-mod gen_policy_v1;
-mod gen_rbac_v1;
-mod gen_resource_v1;
-mod gen_scheduling_v1;
-mod gen_storage_v1;
+// One field per line, as generated: rustfmt would fold short tables and
+// explode long ones, blurring the diff of a regeneration.
+#[rustfmt::skip]
+mod generated;
 
 use crate::special::Special;
 
@@ -134,7 +116,13 @@ pub(crate) enum Omit {
 }
 
 /// Builds a [`Field`]; keeps the generated tables one line per field.
-pub(crate) const fn f(number: u32, json: &'static str, shape: Shape, ty: Type, omit: Omit) -> Field {
+pub(crate) const fn f(
+    number: u32,
+    json: &'static str,
+    shape: Shape,
+    ty: Type,
+    omit: Omit,
+) -> Field {
     Field {
         number,
         json,
@@ -147,11 +135,11 @@ pub(crate) const fn f(number: u32, json: &'static str, shape: Shape, ty: Type, o
 /// The message of a registered kind; `DeleteOptions` under any apiVersion,
 /// as `metav1.AddToGroupVersion` registers it in every group version.
 pub(crate) fn lookup(api_version: &str, kind: &str) -> Option<&'static Message> {
-    let kinds = gen_kinds::KINDS;
+    let kinds = generated::KINDS;
     if let Ok(i) = kinds.binary_search_by(|(v, k, _)| (*v, *k).cmp(&(api_version, kind))) {
         return Some(kinds[i].2);
     }
-    gen_kinds::META_KINDS
+    generated::META_KINDS
         .iter()
         .find(|(k, _)| *k == kind)
         .map(|(_, m)| *m)
@@ -159,7 +147,7 @@ pub(crate) fn lookup(api_version: &str, kind: &str) -> Option<&'static Message> 
 
 /// Every (apiVersion, kind) with a table, sorted.
 pub(crate) fn kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
-    gen_kinds::KINDS.iter().map(|(v, k, _)| (*v, *k))
+    generated::KINDS.iter().map(|(v, k, _)| (*v, *k))
 }
 
 #[cfg(test)]
@@ -169,7 +157,10 @@ mod tests {
     #[test]
     fn kinds_are_sorted_for_binary_search() {
         let all: Vec<_> = kinds().collect();
-        assert!(all.windows(2).all(|w| w[0] < w[1]), "gen_kinds.rs is not sorted");
+        assert!(
+            all.windows(2).all(|w| w[0] < w[1]),
+            "gen_kinds.rs is not sorted"
+        );
     }
 
     #[test]

@@ -4,4 +4,5 @@
 
 mod fixtures;
 mod handmade;
+mod pb;
 mod robustness;
