@@ -1,11 +1,15 @@
 //! The garbage collector: objects whose owners (ownerReferences, by uid) are gone are deleted;
 //! owners deleted with `Orphan` release their dependents first, owners deleted with
 //! `Foreground` wait until their dependents are gone (upstream `pkg/controller/garbagecollector`).
+//!
+//! It keeps an index of owners → dependents, updated from the change stream, so a deletion
+//! costs work proportional to its dependents, not to the cluster size.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tokio::sync::Mutex;
 
 use crate::cache::{Change, ChangeKind};
 use crate::handlers::delete::{DeleteOptions, delete_object};
@@ -15,21 +19,101 @@ use crate::object;
 use crate::registry::Resource;
 use crate::state::ApiState;
 
+/// Owner uid → storage keys of its dependents, and uid → key of every live object.
+#[derive(Default)]
+struct Graph {
+    dependents: HashMap<String, HashSet<String>>,
+    alive: HashMap<String, String>,
+    owners_of: HashMap<String, Vec<String>>,
+}
+
+impl Graph {
+    fn remove_key(&mut self, key: &str) {
+        if let Some(owners) = self.owners_of.remove(key) {
+            for o in owners {
+                if let Some(set) = self.dependents.get_mut(&o) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.dependents.remove(&o);
+                    }
+                }
+            }
+        }
+    }
+
+    fn observe(&mut self, key: &str, obj: &Value, deleted: bool) {
+        self.remove_key(key);
+        if let Some(uid) = object::uid(obj) {
+            if deleted {
+                self.alive.remove(uid);
+            } else {
+                self.alive.insert(uid.to_string(), key.to_string());
+            }
+        }
+        if deleted {
+            return;
+        }
+        let owners = owner_uids(obj);
+        for o in &owners {
+            self.dependents.entry(o.clone()).or_default().insert(key.to_string());
+        }
+        if !owners.is_empty() {
+            self.owners_of.insert(key.to_string(), owners);
+        }
+    }
+}
+
 /// Run the garbage collector until shutdown.
 pub async fn run(state: Arc<ApiState>) {
+    let graph = Arc::new(Mutex::new(Graph::default()));
+    let g1 = graph.clone();
     super::follow(
         state,
-        async |state, change: Arc<Change>| {
-            let owned = |o: &Value| o.pointer("/metadata/ownerReferences").is_some();
-            let relevant = change.kind == ChangeKind::Deleted
-                || object::is_deleting(&change.object)
-                || owned(&change.object)
-                || change.prev.as_deref().is_some_and(owned);
-            if relevant {
-                sweep(state).await;
+        async move |state, change: Arc<Change>| {
+            let deleted = change.kind == ChangeKind::Deleted;
+            let mut keys: Vec<String> = Vec::new();
+            {
+                let mut g = g1.lock().await;
+                let prev_owners = g.owners_of.get(&change.key).cloned().unwrap_or_default();
+                g.observe(&change.key, &change.object, deleted);
+                // Owners this object pointed at may be waiting for it to go or let go.
+                for o in prev_owners {
+                    if let Some(k) = g.alive.get(&o) {
+                        keys.push(k.clone());
+                    }
+                }
+                if let Some(uid) = object::uid(&change.object)
+                    && let Some(deps) = g.dependents.get(uid)
+                {
+                    keys.extend(deps.iter().cloned());
+                }
+                if !deleted && g.owners_of.contains_key(&change.key) {
+                    keys.push(change.key.clone());
+                }
+                if !deleted && object::is_deleting(&change.object) {
+                    keys.push(change.key.clone());
+                }
             }
+            process(state, &g1, keys).await;
         },
-        async |state| sweep(state).await,
+        async move |state| {
+            let all = state.cache.list("/registry/", None).items;
+            let mut keys = Vec::new();
+            {
+                let mut g = graph.lock().await;
+                *g = Graph::default();
+                for obj in &all {
+                    let key = key_of(state, obj);
+                    if let Some(key) = key {
+                        g.observe(&key, obj, false);
+                        if g.owners_of.contains_key(&key) || object::is_deleting(obj) {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+            process(state, &graph, keys).await;
+        },
     )
     .await;
 }
@@ -37,11 +121,7 @@ pub async fn run(state: Arc<ApiState>) {
 fn owner_uids(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(|r| r.get("uid")?.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|refs| refs.iter().filter_map(|r| r.get("uid")?.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -52,119 +132,132 @@ fn resource_of(state: &ApiState, obj: &Value) -> Option<Arc<Resource>> {
     state.registry.by_kind(group, kind)
 }
 
-/// One pass over every object. Cheap enough at the sizes one server holds; an owner index
-/// replaces it when it shows up in profiles.
-async fn sweep(state: &Arc<ApiState>) {
+fn key_of(state: &ApiState, obj: &Value) -> Option<String> {
+    let res = resource_of(state, obj)?;
+    Some(res.def.key(object::namespace(obj), object::name(obj)))
+}
+
+fn has_finalizer(obj: &Value, f: &str) -> bool {
+    object::finalizers(obj).iter().any(|x| x == f)
+}
+
+/// Act on each key: a dependent whose owners are all gone (or deleting in the foreground) is
+/// deleted; one whose owner orphans is released; an owner waiting on `orphan` or
+/// `foregroundDeletion` with no dependents left loses that finalizer.
+async fn process(state: &Arc<ApiState>, graph: &Arc<Mutex<Graph>>, keys: Vec<String>) {
     state.cache.wait_for(state.store.current_revision()).await;
-    let all = state.cache.list("/registry/", None).items;
-    let alive: HashSet<&str> = all.iter().filter_map(|o| object::uid(o)).collect();
-    let orphaning: HashSet<&str> = all
-        .iter()
-        .filter(|o| object::is_deleting(o) && object::finalizers(o).iter().any(|f| f == "orphan"))
-        .filter_map(|o| object::uid(o))
-        .collect();
-    let foreground: HashSet<&str> = all
-        .iter()
-        .filter(|o| {
-            object::is_deleting(o)
-                && object::finalizers(o)
+    let mut seen = HashSet::new();
+    for key in keys {
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let Some(obj) = state.cache.get(&key) else { continue };
+        let Some(res) = resource_of(state, &obj) else { continue };
+        let (ns, name) = (object::namespace(&obj).map(str::to_string), object::name(&obj).to_string());
+        let owners = owner_uids(&obj);
+        if !owners.is_empty() {
+            let (orphaning, gone, foreground) = {
+                let g = graph.lock().await;
+                let owner = |u: &String| g.alive.get(u).and_then(|k| state.cache.get(k));
+                let orphaning: HashSet<String> = owners
                     .iter()
-                    .any(|f| f == "foregroundDeletion")
-        })
-        .filter_map(|o| object::uid(o))
-        .collect();
-    let mut has_dependents: HashSet<String> = HashSet::new();
-    for obj in &all {
-        let owners = owner_uids(obj);
-        if owners.is_empty() {
-            continue;
-        }
-        for o in &owners {
-            has_dependents.insert(o.clone());
-        }
-        let Some(res) = resource_of(state, obj) else {
-            continue;
-        };
-        let (ns, name) = (
-            object::namespace(obj).map(str::to_string),
-            object::name(obj).to_string(),
-        );
-        let released: Vec<&String> = owners
-            .iter()
-            .filter(|u| orphaning.contains(u.as_str()))
-            .collect();
-        if !released.is_empty() {
-            let drop: HashSet<String> = released.into_iter().cloned().collect();
-            let _ = system_update(state, &res, ns.as_deref(), &name, Part::Main, |cur| {
-                let refs = cur
-                    .pointer("/metadata/ownerReferences")
-                    .and_then(Value::as_array)
+                    .filter(|u| owner(u).is_some_and(|o| object::is_deleting(&o) && has_finalizer(&o, "orphan")))
                     .cloned()
-                    .unwrap_or_default();
-                let kept: Vec<Value> = refs
-                    .into_iter()
-                    .filter(|r| {
-                        !r.get("uid")
-                            .and_then(Value::as_str)
-                            .is_some_and(|u| drop.contains(u))
-                    })
                     .collect();
-                let mut c = cur.clone();
-                if kept.is_empty() {
-                    if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.remove("ownerReferences");
-                    }
-                } else {
-                    c["metadata"]["ownerReferences"] = json!(kept);
-                }
-                Some(c)
-            })
-            .await;
-            continue;
-        }
-        let all_gone = owners.iter().all(|u| !alive.contains(u.as_str()));
-        let owner_foreground = owners.iter().any(|u| foreground.contains(u.as_str()));
-        if (all_gone || owner_foreground) && !object::is_deleting(obj) {
-            let opts = DeleteOptions {
-                propagation: Some("Background".into()),
-                ..Default::default()
+                let gone = owners.iter().all(|u| !g.alive.contains_key(u));
+                let foreground = owners
+                    .iter()
+                    .any(|u| owner(u).is_some_and(|o| object::is_deleting(&o) && has_finalizer(&o, "foregroundDeletion")));
+                (orphaning, gone, foreground)
             };
-            if let Err(e) = delete_object(state, &res, ns.as_deref(), &name, &opts).await
-                && e.code != 404
-            {
-                tracing::warn!(object = %name, error = %e, "garbage collection failed");
+            if !orphaning.is_empty() {
+                release(state, &res, ns.as_deref(), &name, &orphaning).await;
+                for u in &orphaning {
+                    finish_owner(state, graph, u).await;
+                }
+            } else if (gone || foreground) && !object::is_deleting(&obj) {
+                let opts = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+                if let Err(e) = delete_object(state, &res, ns.as_deref(), &name, &opts).await
+                    && e.code != 404
+                {
+                    tracing::warn!(object = %name, error = %e, "garbage collection failed");
+                }
+            }
+            // A dependent that went away may release a foreground owner.
+            if gone || foreground {
+                for u in &owners {
+                    finish_owner(state, graph, u).await;
+                }
+            }
+        }
+        if object::is_deleting(&obj)
+            && let Some(uid) = object::uid(&obj)
+        {
+            let dependents: Vec<String> = {
+                let g = graph.lock().await;
+                g.dependents.get(uid).map(|d| d.iter().cloned().collect()).unwrap_or_default()
+            };
+            if dependents.is_empty() {
+                finish_owner(state, graph, uid).await;
+            } else if has_finalizer(&obj, "orphan") || has_finalizer(&obj, "foregroundDeletion") {
+                Box::pin(process(state, graph, dependents)).await;
             }
         }
     }
-    // Owners waiting on finalizers whose work is done.
-    for obj in all.iter().filter(|o| object::is_deleting(o)) {
-        let uid = object::uid(obj).unwrap_or("");
-        let fs = object::finalizers(obj);
-        let done_orphan = fs.iter().any(|f| f == "orphan") && !has_dependents.contains(uid);
-        let done_foreground =
-            fs.iter().any(|f| f == "foregroundDeletion") && !has_dependents.contains(uid);
-        if !(done_orphan || done_foreground) {
-            continue;
+}
+
+/// Remove ownerReferences to `owners` from one dependent.
+async fn release(state: &ApiState, res: &Resource, ns: Option<&str>, name: &str, owners: &HashSet<String>) {
+    let result = system_update(state, res, ns, name, Part::Main, |cur| {
+        let refs = cur.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default();
+        let kept: Vec<Value> = refs
+            .into_iter()
+            .filter(|r| !r.get("uid").and_then(Value::as_str).is_some_and(|u| owners.contains(u)))
+            .collect();
+        let mut c = cur.clone();
+        if kept.is_empty() {
+            if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("ownerReferences");
+            }
+        } else {
+            c["metadata"]["ownerReferences"] = json!(kept);
         }
-        let Some(res) = resource_of(state, obj) else {
-            continue;
-        };
-        let (ns, name) = (
-            object::namespace(obj).map(str::to_string),
-            object::name(obj).to_string(),
-        );
-        let _ = system_update(state, &res, ns.as_deref(), &name, Part::Main, |cur| {
-            let mut c = cur.clone();
-            let kept: Vec<String> = object::finalizers(cur)
-                .into_iter()
-                .filter(|f| {
-                    !((f == "orphan" && done_orphan)
-                        || (f == "foregroundDeletion" && done_foreground))
-                })
-                .collect();
-            c["metadata"]["finalizers"] = json!(kept);
-            Some(c)
-        })
-        .await;
+        Some(c)
+    })
+    .await;
+    if let Err(e) = result
+        && e.code != 404
+    {
+        tracing::warn!(object = %name, error = %e, "could not orphan dependent");
     }
+}
+
+/// Drop `orphan`/`foregroundDeletion` from a deleting owner once no dependent points at it.
+async fn finish_owner(state: &ApiState, graph: &Arc<Mutex<Graph>>, uid: &str) {
+    let key = {
+        let g = graph.lock().await;
+        if g.dependents.get(uid).is_some_and(|d| !d.is_empty()) {
+            return;
+        }
+        match g.alive.get(uid) {
+            Some(k) => k.clone(),
+            None => return,
+        }
+    };
+    let Some(obj) = state.cache.get(&key) else { return };
+    if !object::is_deleting(&obj) || !(has_finalizer(&obj, "orphan") || has_finalizer(&obj, "foregroundDeletion")) {
+        return;
+    }
+    let Some(res) = resource_of(state, &obj) else { return };
+    let (ns, name) = (object::namespace(&obj).map(str::to_string), object::name(&obj).to_string());
+    let _ = system_update(state, &res, ns.as_deref(), &name, Part::Main, |cur| {
+        let mut c = cur.clone();
+        let kept: Vec<String> = object::finalizers(cur)
+            .into_iter()
+            .filter(|f| f != "orphan" && f != "foregroundDeletion")
+            .collect();
+        c["metadata"]["finalizers"] = json!(kept);
+        Some(c)
+    })
+    .await;
 }
