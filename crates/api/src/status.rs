@@ -115,16 +115,28 @@ impl ApiError {
     }
 
     /// 422: `ConfigMap "x" is invalid: metadata.name: Invalid value: ...`.
-    pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<StatusCause>) -> Self {
+    ///
+    /// As upstream, `causes[].message` carries the message without the field path (kubectl
+    /// prints `* <field>: <message>`), while the top-level message names each field. Causes
+    /// whose message already starts with their field are accepted and normalised.
+    pub fn invalid(group: &str, kind: &str, name: &str, mut causes: Vec<StatusCause>) -> Self {
+        for c in &mut causes {
+            if !c.field.is_empty()
+                && let Some(body) = c.message.strip_prefix(&format!("{}: ", c.field))
+            {
+                c.message = body.to_string();
+            }
+        }
+        let shown = |c: &StatusCause| {
+            if c.field.is_empty() {
+                c.message.clone()
+            } else {
+                format!("{}: {}", c.field, c.message)
+            }
+        };
         let summary = match causes.as_slice() {
-            [one] => one.message.clone(),
-            many => format!(
-                "[{}]",
-                many.iter()
-                    .map(|c| c.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            [one] => shown(one),
+            many => format!("[{}]", many.iter().map(shown).collect::<Vec<_>>().join(", ")),
         };
         let shown = if group.is_empty() {
             kind.to_string()
