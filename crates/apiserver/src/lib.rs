@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod auth;
 pub mod cache;
+pub mod client;
 pub mod discovery;
 pub mod handlers;
 pub mod http;
@@ -69,6 +70,8 @@ pub struct Running {
     pub kubeconfig: PathBuf,
     /// The serve loop; ends after cancellation.
     pub task: tokio::task::JoinHandle<()>,
+    /// An in-process API client for controllers.
+    pub client: client::LocalClient,
 }
 
 /// The server URL clients should use for a bound address.
@@ -168,10 +171,12 @@ pub async fn start(
     );
     pki::write_private(&kubeconfig_path, &text)?;
 
+    let client = client::LocalClient::new(state.clone());
     let task = tokio::spawn(http::server::serve(listener, tls, state, cancel));
     Ok(Running {
         addr,
         kubeconfig: kubeconfig_path,
         task,
+        client,
     })
 }

@@ -1,0 +1,217 @@
+//! An informer: lists a kind, watches it from the list's resourceVersion, keeps every object in
+//! a local [`Store`], and tells subscribers which objects changed. A watch that ends is resumed
+//! from the last resourceVersion seen; a `410 Expired` relists (client-go reflector semantics).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, Kind, WatchEvent};
+use crate::runner::ObjectKey;
+
+/// The informer's cache of one kind.
+#[derive(Default)]
+pub struct Store {
+    objects: RwLock<HashMap<ObjectKey, Arc<Value>>>,
+}
+
+impl Store {
+    /// One object.
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<Value>> {
+        self.objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Every object (optionally only one namespace's).
+    pub fn list(&self, namespace: Option<&str>) -> Vec<Arc<Value>> {
+        let objects = self.objects.read().unwrap_or_else(|p| p.into_inner());
+        objects
+            .iter()
+            .filter(|(k, _)| namespace.is_none() || k.namespace.as_deref() == namespace)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn put(&self, obj: Value) -> Arc<Value> {
+        let obj = Arc::new(obj);
+        let key = ObjectKey::of(&obj);
+        self.objects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, obj.clone());
+        obj
+    }
+
+    fn remove(&self, obj: &Value) {
+        self.objects
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ObjectKey::of(obj));
+    }
+
+    /// Replace the contents; returns every object that changed or went away.
+    fn replace(&self, items: Vec<Value>) -> Vec<Arc<Value>> {
+        let mut objects = self.objects.write().unwrap_or_else(|p| p.into_inner());
+        let mut fresh: HashMap<ObjectKey, Arc<Value>> = HashMap::new();
+        let mut changed = Vec::new();
+        for item in items {
+            let key = ObjectKey::of(&item);
+            let item = Arc::new(item);
+            let same = objects.get(&key).is_some_and(|old| rv(old) == rv(&item));
+            if !same {
+                changed.push(item.clone());
+            }
+            fresh.insert(key, item);
+        }
+        for (key, old) in objects.iter() {
+            if !fresh.contains_key(key) {
+                changed.push(old.clone());
+            }
+        }
+        *objects = fresh;
+        changed
+    }
+}
+
+fn rv(obj: &Value) -> &str {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// A running informer for one kind.
+pub struct Informer {
+    /// The kind it follows.
+    pub kind: Kind,
+    store: Arc<Store>,
+    changes: broadcast::Sender<Arc<Value>>,
+    synced: watch::Sender<bool>,
+}
+
+impl Informer {
+    /// Start following `kind` (all namespaces) until `cancel`.
+    pub fn start(client: Arc<dyn Client>, kind: Kind, cancel: CancellationToken) -> Arc<Self> {
+        let (changes, _) = broadcast::channel(4096);
+        let (synced, _) = watch::channel(false);
+        let informer = Arc::new(Self {
+            kind,
+            store: Arc::new(Store::default()),
+            changes,
+            synced,
+        });
+        let me = informer.clone();
+        tokio::spawn(async move { me.run(client, cancel).await });
+        informer
+    }
+
+    /// The cache.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Changed objects (for a deletion, its last state) from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Value>> {
+        self.changes.subscribe()
+    }
+
+    /// Wait until the first list has been loaded.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    fn emit(&self, obj: Arc<Value>) {
+        // No subscribers is fine.
+        let _ = self.changes.send(obj);
+    }
+
+    async fn run(&self, client: Arc<dyn Client>, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut resource_version = String::new();
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            if resource_version.is_empty() {
+                match client.list(&self.kind, None, None).await {
+                    Ok((items, list_rv)) => {
+                        for obj in self.store.replace(items) {
+                            self.emit(obj);
+                        }
+                        self.synced.send_replace(true);
+                        resource_version = list_rv;
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(e) => {
+                        tracing::warn!(kind = self.kind.kind, error = %e, "list failed; retrying");
+                        if sleep_or_cancel(&cancel, backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
+            let stream = match client.watch(&self.kind, None, &resource_version).await {
+                Ok(s) => s,
+                Err(e) if e.code == 410 => {
+                    resource_version.clear();
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(kind = self.kind.kind, error = %e, "watch failed; retrying");
+                    if sleep_or_cancel(&cancel, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            tokio::pin!(stream);
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    n = stream.next() => n,
+                };
+                match next {
+                    None => break,
+                    Some(Err(e)) => {
+                        if e.code == 410 {
+                            resource_version.clear();
+                        } else {
+                            tracing::debug!(kind = self.kind.kind, error = %e, "watch ended");
+                        }
+                        break;
+                    }
+                    Some(Ok(WatchEvent::Bookmark(r))) => resource_version = r,
+                    Some(Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj))) => {
+                        resource_version = rv(&obj).to_string();
+                        let obj = self.store.put(obj);
+                        self.emit(obj);
+                    }
+                    Some(Ok(WatchEvent::Deleted(obj))) => {
+                        resource_version = rv(&obj).to_string();
+                        self.store.remove(&obj);
+                        self.emit(Arc::new(obj));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sleep unless cancelled; true when cancelled.
+async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}

@@ -1,0 +1,51 @@
+//! The controller harness: a [`Client`] to the Kubernetes API (in process or over HTTPS),
+//! [`Informer`]s that list, watch and cache one kind, a de-duplicating [`WorkQueue`] with
+//! back-off, and [`run`], the loop that turns changes into `reconcile(key)` calls — the shape of
+//! kube-rs `Controller` and Kubernetes `pkg/controller`. A reconcile reads state and never
+//! remembers it; its [`Action`] says when to look again.
+
+mod client;
+mod informer;
+mod queue;
+mod runner;
+
+pub use client::{BoxFuture, BoxStream, Client, Kind, WatchEvent};
+pub use informer::{Informer, Store};
+pub use queue::WorkQueue;
+pub use runner::{Action, ObjectKey, run};
+
+/// Standard kinds controllers work with.
+pub mod kinds {
+    use super::Kind;
+
+    /// core/v1 Pod.
+    pub const POD: Kind = Kind::new("", "v1", "pods", "Pod", true);
+    /// core/v1 Node.
+    pub const NODE: Kind = Kind::new("", "v1", "nodes", "Node", false);
+    /// core/v1 Event.
+    pub const EVENT: Kind = Kind::new("", "v1", "events", "Event", true);
+    /// core/v1 Service.
+    pub const SERVICE: Kind = Kind::new("", "v1", "services", "Service", true);
+    /// core/v1 Endpoints.
+    pub const ENDPOINTS: Kind = Kind::new("", "v1", "endpoints", "Endpoints", true);
+    /// apps/v1 Deployment.
+    pub const DEPLOYMENT: Kind = Kind::new("apps", "v1", "deployments", "Deployment", true);
+    /// apps/v1 ReplicaSet.
+    pub const REPLICA_SET: Kind = Kind::new("apps", "v1", "replicasets", "ReplicaSet", true);
+    /// apps/v1 DaemonSet.
+    pub const DAEMON_SET: Kind = Kind::new("apps", "v1", "daemonsets", "DaemonSet", true);
+    /// batch/v1 Job.
+    pub const JOB: Kind = Kind::new("batch", "v1", "jobs", "Job", true);
+    /// batch/v1 CronJob.
+    pub const CRON_JOB: Kind = Kind::new("batch", "v1", "cronjobs", "CronJob", true);
+    /// coordination.k8s.io/v1 Lease.
+    pub const LEASE: Kind = Kind::new("coordination.k8s.io", "v1", "leases", "Lease", true);
+    /// discovery.k8s.io/v1 EndpointSlice.
+    pub const ENDPOINT_SLICE: Kind = Kind::new(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        true,
+    );
+}
