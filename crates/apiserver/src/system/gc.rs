@@ -55,7 +55,10 @@ impl Graph {
         }
         let owners = owner_uids(obj);
         for o in &owners {
-            self.dependents.entry(o.clone()).or_default().insert(key.to_string());
+            self.dependents
+                .entry(o.clone())
+                .or_default()
+                .insert(key.to_string());
         }
         if !owners.is_empty() {
             self.owners_of.insert(key.to_string(), owners);
@@ -121,7 +124,11 @@ pub async fn run(state: Arc<ApiState>) {
 fn owner_uids(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .map(|refs| refs.iter().filter_map(|r| r.get("uid")?.as_str().map(str::to_string)).collect())
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid")?.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -151,9 +158,16 @@ async fn process(state: &Arc<ApiState>, graph: &Arc<Mutex<Graph>>, keys: Vec<Str
         if !seen.insert(key.clone()) {
             continue;
         }
-        let Some(obj) = state.cache.get(&key) else { continue };
-        let Some(res) = resource_of(state, &obj) else { continue };
-        let (ns, name) = (object::namespace(&obj).map(str::to_string), object::name(&obj).to_string());
+        let Some(obj) = state.cache.get(&key) else {
+            continue;
+        };
+        let Some(res) = resource_of(state, &obj) else {
+            continue;
+        };
+        let (ns, name) = (
+            object::namespace(&obj).map(str::to_string),
+            object::name(&obj).to_string(),
+        );
         let owners = owner_uids(&obj);
         if !owners.is_empty() {
             let (orphaning, gone, foreground) = {
@@ -161,13 +175,18 @@ async fn process(state: &Arc<ApiState>, graph: &Arc<Mutex<Graph>>, keys: Vec<Str
                 let owner = |u: &String| g.alive.get(u).and_then(|k| state.cache.get(k));
                 let orphaning: HashSet<String> = owners
                     .iter()
-                    .filter(|u| owner(u).is_some_and(|o| object::is_deleting(&o) && has_finalizer(&o, "orphan")))
+                    .filter(|u| {
+                        owner(u)
+                            .is_some_and(|o| object::is_deleting(&o) && has_finalizer(&o, "orphan"))
+                    })
                     .cloned()
                     .collect();
                 let gone = owners.iter().all(|u| !g.alive.contains_key(u));
-                let foreground = owners
-                    .iter()
-                    .any(|u| owner(u).is_some_and(|o| object::is_deleting(&o) && has_finalizer(&o, "foregroundDeletion")));
+                let foreground = owners.iter().any(|u| {
+                    owner(u).is_some_and(|o| {
+                        object::is_deleting(&o) && has_finalizer(&o, "foregroundDeletion")
+                    })
+                });
                 (orphaning, gone, foreground)
             };
             if !orphaning.is_empty() {
@@ -176,7 +195,10 @@ async fn process(state: &Arc<ApiState>, graph: &Arc<Mutex<Graph>>, keys: Vec<Str
                     finish_owner(state, graph, u).await;
                 }
             } else if (gone || foreground) && !object::is_deleting(&obj) {
-                let opts = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
+                let opts = DeleteOptions {
+                    propagation: Some("Background".into()),
+                    ..Default::default()
+                };
                 if let Err(e) = delete_object(state, &res, ns.as_deref(), &name, &opts).await
                     && e.code != 404
                 {
@@ -195,7 +217,10 @@ async fn process(state: &Arc<ApiState>, graph: &Arc<Mutex<Graph>>, keys: Vec<Str
         {
             let dependents: Vec<String> = {
                 let g = graph.lock().await;
-                g.dependents.get(uid).map(|d| d.iter().cloned().collect()).unwrap_or_default()
+                g.dependents
+                    .get(uid)
+                    .map(|d| d.iter().cloned().collect())
+                    .unwrap_or_default()
             };
             if dependents.is_empty() {
                 finish_owner(state, graph, uid).await;
@@ -207,12 +232,26 @@ async fn process(state: &Arc<ApiState>, graph: &Arc<Mutex<Graph>>, keys: Vec<Str
 }
 
 /// Remove ownerReferences to `owners` from one dependent.
-async fn release(state: &ApiState, res: &Resource, ns: Option<&str>, name: &str, owners: &HashSet<String>) {
+async fn release(
+    state: &ApiState,
+    res: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    owners: &HashSet<String>,
+) {
     let result = system_update(state, res, ns, name, Part::Main, |cur| {
-        let refs = cur.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default();
+        let refs = cur
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let kept: Vec<Value> = refs
             .into_iter()
-            .filter(|r| !r.get("uid").and_then(Value::as_str).is_some_and(|u| owners.contains(u)))
+            .filter(|r| {
+                !r.get("uid")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| owners.contains(u))
+            })
             .collect();
         let mut c = cur.clone();
         if kept.is_empty() {
@@ -244,12 +283,21 @@ async fn finish_owner(state: &ApiState, graph: &Arc<Mutex<Graph>>, uid: &str) {
             None => return,
         }
     };
-    let Some(obj) = state.cache.get(&key) else { return };
-    if !object::is_deleting(&obj) || !(has_finalizer(&obj, "orphan") || has_finalizer(&obj, "foregroundDeletion")) {
+    let Some(obj) = state.cache.get(&key) else {
+        return;
+    };
+    if !object::is_deleting(&obj)
+        || !(has_finalizer(&obj, "orphan") || has_finalizer(&obj, "foregroundDeletion"))
+    {
         return;
     }
-    let Some(res) = resource_of(state, &obj) else { return };
-    let (ns, name) = (object::namespace(&obj).map(str::to_string), object::name(&obj).to_string());
+    let Some(res) = resource_of(state, &obj) else {
+        return;
+    };
+    let (ns, name) = (
+        object::namespace(&obj).map(str::to_string),
+        object::name(&obj).to_string(),
+    );
     let _ = system_update(state, &res, ns.as_deref(), &name, Part::Main, |cur| {
         let mut c = cur.clone();
         let kept: Vec<String> = object::finalizers(cur)
