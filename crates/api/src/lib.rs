@@ -3,6 +3,7 @@
 //! Pure logic: no IO, no tokio, no hyper.
 
 pub mod patch;
+pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod status;

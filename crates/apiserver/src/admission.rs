@@ -21,6 +21,72 @@ pub async fn on_create(state: &ApiState, res: &Resource, obj: &mut Value) -> Res
     if res.def.group.is_empty() && res.def.plural == "services" {
         allocate_service(state, obj)?;
     }
+    if res.def.group.is_empty() && res.def.plural == "pods" {
+        resolve_priority(state, obj)?;
+    }
+    Ok(())
+}
+
+/// Priority admission: a pod's `priorityClassName` (or the global default class) sets
+/// `spec.priority` and `spec.preemptionPolicy` (upstream `plugin/pkg/admission/priority`).
+fn resolve_priority(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
+    let name = pod
+        .pointer("/spec/priorityClassName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let class = if name.is_empty() {
+        state
+            .cache
+            .list("/registry/scheduling.k8s.io/priorityclasses/", None)
+            .items
+            .into_iter()
+            .find(|c| c.get("globalDefault") == Some(&json!(true)))
+    } else {
+        let found = state.cache.get(&format!(
+            "/registry/scheduling.k8s.io/priorityclasses/{name}"
+        ));
+        if found.is_none() {
+            return Err(ApiError::forbidden(format!(
+                "pods \"{}\" is forbidden: no PriorityClass with name {name} was found",
+                object::name(pod)
+            )));
+        }
+        found
+    };
+    let value = class
+        .as_ref()
+        .and_then(|c| c.get("value"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if let Some(given) = pod.pointer("/spec/priority").and_then(Value::as_i64)
+        && given != value
+    {
+        return Err(ApiError::forbidden(format!(
+            "pods \"{}\" is forbidden: the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name",
+            object::name(pod)
+        )));
+    }
+    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("priority".into(), json!(value));
+        if let Some(c) = &class {
+            if !name.is_empty() || c.get("globalDefault") == Some(&json!(true)) {
+                spec.insert(
+                    "priorityClassName".into(),
+                    c.pointer("/metadata/name").cloned().unwrap_or(json!(name)),
+                );
+            }
+            spec.insert(
+                "preemptionPolicy".into(),
+                c.get("preemptionPolicy")
+                    .cloned()
+                    .unwrap_or(json!("PreemptLowerPriority")),
+            );
+        } else {
+            spec.entry("preemptionPolicy")
+                .or_insert(json!("PreemptLowerPriority"));
+        }
+    }
     Ok(())
 }
 

@@ -201,6 +201,51 @@ impl Client for LocalClient {
         })
     }
 
+    fn bind<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let res = self.resource(&ledge_controller::kinds::POD)?;
+            let gr = GroupResource {
+                group: "",
+                resource: "pods",
+            };
+            let mut already = None;
+            crate::handlers::system_update(
+                &self.state,
+                &res,
+                Some(namespace),
+                pod,
+                Part::Main,
+                |current| {
+                    let bound = current
+                        .pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    if !bound.is_empty() {
+                        already = Some(bound.to_string());
+                        return None;
+                    }
+                    let mut p = current.clone();
+                    p["spec"]["nodeName"] = Value::String(node.to_string());
+                    Some(p)
+                },
+            )
+            .await?;
+            match already {
+                Some(n) if n != node => Err(ApiError::conflict(
+                    gr,
+                    pod,
+                    &format!("pod {pod} is already assigned to node \"{n}\""),
+                )),
+                _ => Ok(()),
+            }
+        })
+    }
+
     fn watch<'a>(
         &'a self,
         kind: &'a Kind,

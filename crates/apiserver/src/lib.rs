@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod discovery;
+pub mod fieldcheck;
 pub mod handlers;
 pub mod http;
 pub mod object;
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use ledge_controller::Client as ControllerClient;
 use ledge_store::Store;
 use tokio_util::sync::CancellationToken;
 

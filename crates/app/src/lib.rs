@@ -72,7 +72,9 @@ pub async fn run_server(opts: ServerOptions) -> anyhow::Result<()> {
     let running = ledge_apiserver::start(config, shared, cancel.clone())
         .await
         .with_context(|| format!("cannot start the API server on {}:{}", opts.bind, opts.port))?;
-    ledge_controllers::start(Arc::new(running.client.clone()), cancel.child_token());
+    let client: Arc<dyn ledge_apiserver::ControllerClient> = Arc::new(running.client.clone());
+    ledge_controllers::start(client.clone(), cancel.child_token());
+    ledge_scheduler::start(client, cancel.child_token());
     println!("ledge server is ready on https://{}", running.addr);
     println!("  data dir:   {}", opts.data_dir.display());
     println!("  kubeconfig: {}", running.kubeconfig.display());

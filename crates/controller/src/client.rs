@@ -121,6 +121,14 @@ pub trait Client: Send + Sync + 'static {
         propagation: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
 
+    /// POST `pods/<name>/binding`: assign a pending pod to a node (409 if already bound).
+    fn bind<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+
     /// WATCH from `resource_version` (all namespaces when `namespace` is `None`). The stream
     /// ends on timeout or error; a 410 arrives as an `Err` with code 410.
     fn watch<'a>(

@@ -1,0 +1,169 @@
+//! NodeAffinity: `spec.nodeSelector` and required node affinity filter nodes; preferred node
+//! affinity scores them (weights summed, normalised to 0–100 by the framework's max).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::framework::{FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status};
+
+/// Upstream plugin name.
+pub const NAME: &str = "NodeAffinity";
+
+/// The plugin.
+pub struct NodeAffinity;
+
+fn labels(node: &Value) -> BTreeMap<String, String> {
+    node.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One `nodeSelectorTerm`: all its expressions must hold (matchFields supports metadata.name).
+fn term_matches(term: &Value, labels: &BTreeMap<String, String>, node_name: &str) -> bool {
+    let exprs = term.get("matchExpressions").and_then(Value::as_array);
+    let fields = term.get("matchFields").and_then(Value::as_array);
+    if exprs.is_none_or(Vec::is_empty) && fields.is_none_or(Vec::is_empty) {
+        return false;
+    }
+    let check = |e: &Value, actual: Option<&str>| {
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let num = |s: &str| s.parse::<i64>().ok();
+        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => actual.is_some_and(|a| values.contains(&a)),
+            "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
+            "Exists" => actual.is_some(),
+            "DoesNotExist" => actual.is_none(),
+            "Gt" => {
+                matches!((actual.and_then(num), values.first().and_then(|v| num(v))), (Some(a), Some(b)) if a > b)
+            }
+            "Lt" => {
+                matches!((actual.and_then(num), values.first().and_then(|v| num(v))), (Some(a), Some(b)) if a < b)
+            }
+            _ => false,
+        }
+    };
+    exprs.into_iter().flatten().all(|e| {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        check(e, labels.get(key).map(String::as_str))
+    }) && fields.into_iter().flatten().all(|e| {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        check(e, (key == "metadata.name").then_some(node_name))
+    })
+}
+
+impl FilterPlugin for NodeAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
+        let labels = labels(&node.node);
+        let unfit = || Status::Unfit("node(s) didn't match Pod's node affinity/selector".into());
+        if let Some(sel) = pod
+            .pod
+            .pointer("/spec/nodeSelector")
+            .and_then(Value::as_object)
+        {
+            for (k, v) in sel {
+                if labels.get(k).map(String::as_str) != v.as_str() {
+                    return unfit();
+                }
+            }
+        }
+        let terms = pod
+            .pod
+            .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+            .and_then(Value::as_array);
+        if let Some(terms) = terms
+            && !terms.iter().any(|t| term_matches(t, &labels, &node.name))
+        {
+            return unfit();
+        }
+        Status::Fit
+    }
+}
+
+impl ScorePlugin for NodeAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let labels = labels(&node.node);
+        let prefs = pod
+            .pod
+            .pointer("/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution")
+            .and_then(Value::as_array);
+        let total: i64 = prefs
+            .into_iter()
+            .flatten()
+            .map(|p| p.get("weight").and_then(Value::as_i64).unwrap_or(0))
+            .sum();
+        if total == 0 {
+            return 0;
+        }
+        let matched: i64 = prefs
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p.get("preference")
+                    .is_some_and(|t| term_matches(t, &labels, &node.name))
+            })
+            .map(|p| p.get("weight").and_then(Value::as_i64).unwrap_or(0))
+            .sum();
+        matched * 100 / total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plugins::testing::{node, pod};
+
+    #[test]
+    fn selector_and_required_affinity() {
+        let n = node(json!({"metadata": {"name": "a", "labels": {"zone": "z1", "gpu": "2"}}}));
+        assert_eq!(
+            NodeAffinity.filter(&pod(json!({"spec": {"nodeSelector": {"zone": "z1"}}})), &n),
+            Status::Fit
+        );
+        assert!(matches!(
+            NodeAffinity.filter(&pod(json!({"spec": {"nodeSelector": {"zone": "z2"}}})), &n),
+            Status::Unfit(_)
+        ));
+        let gt = json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["1"]}]}]}}}}});
+        assert_eq!(NodeAffinity.filter(&pod(gt), &n), Status::Fit);
+        let name = json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}});
+        assert!(matches!(
+            NodeAffinity.filter(&pod(name), &n),
+            Status::Unfit(_)
+        ));
+    }
+
+    #[test]
+    fn preferred_affinity_scores_by_weight() {
+        let n = node(json!({"metadata": {"name": "a", "labels": {"zone": "z1"}}}));
+        let p = pod(
+            json!({"spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 30, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}},
+            {"weight": 70, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}}]}}}}),
+        );
+        assert_eq!(ScorePlugin::score(&NodeAffinity, &p, &n), 30);
+    }
+}

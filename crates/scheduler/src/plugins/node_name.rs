@@ -1,0 +1,29 @@
+//! NodeName: a pod that names a node in `spec.nodeName` fits only there (the scheduler only
+//! sees such pods when a client set the field but the pod is not bound yet).
+
+use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Status};
+
+/// Upstream plugin name.
+pub const NAME: &str = "NodeName";
+
+/// The plugin.
+pub struct NodeName;
+
+impl FilterPlugin for NodeName {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
+        match pod
+            .pod
+            .pointer("/spec/nodeName")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(n) if !n.is_empty() && n != node.name => {
+                Status::Unfit("node(s) didn't match the requested node name".into())
+            }
+            _ => Status::Fit,
+        }
+    }
+}
