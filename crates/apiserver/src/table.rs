@@ -116,8 +116,8 @@ pub fn table(res: &Resource, items: &[&Value], list_meta: Value, with_headers: b
         "Name must be unique within a namespace.",
     )];
     columns.extend(res.strategy.columns());
-    let custom_age = columns.iter().any(|c| c.name == "Age");
-    if !custom_age {
+    let add_age = res.strategy.default_age() && !columns.iter().any(|c| c.name == "Age");
+    if add_age {
         columns.push(AGE);
     }
     let defs: Vec<Value> = columns
@@ -135,7 +135,7 @@ pub fn table(res: &Resource, items: &[&Value], list_meta: Value, with_headers: b
         .map(|obj| {
             let mut cells = vec![json!(object::name(obj))];
             cells.extend(res.strategy.cells(obj));
-            if !custom_age {
+            if add_age {
                 cells.push(age(obj));
             }
             json!({"cells": cells, "object": partial_metadata(obj)})

@@ -291,9 +291,12 @@ impl Strategy for CustomStrategy {
         true
     }
 
+    fn default_age(&self) -> bool {
+        self.columns.is_empty()
+    }
+
     fn columns(&self) -> Vec<Column> {
-        let mut cols: Vec<Column> = self
-            .columns
+        self.columns
             .iter()
             .map(|(name, ty, _, priority, desc)| Column {
                 name: name.clone().into(),
@@ -301,27 +304,18 @@ impl Strategy for CustomStrategy {
                 priority: *priority,
                 description: desc.clone().into(),
             })
-            .collect();
-        if !cols.iter().any(|c| c.name == "Age") {
-            cols.push(table::AGE);
-        }
-        cols
+            .collect()
     }
 
     fn cells(&self, obj: &Value) -> Vec<Value> {
-        let mut cells: Vec<Value> = self
-            .columns
+        self.columns
             .iter()
             .map(|(_, ty, path, _, _)| match table::path(obj, path) {
                 Some(Value::String(s)) if ty == "date" => table::age_of(Some(s)),
                 Some(v) => v.clone(),
                 None => Value::Null,
             })
-            .collect();
-        if !self.columns.iter().any(|c| c.0 == "Age") {
-            cells.push(table::age(obj));
-        }
-        cells
+            .collect()
     }
 }
 

@@ -41,6 +41,12 @@ pub trait Strategy: Send + Sync {
         Vec::new()
     }
 
+    /// Whether tables get an Age column after [`Strategy::columns`] (upstream prints Age for
+    /// every built-in kind, and for a custom resource only when its CRD declares no columns).
+    fn default_age(&self) -> bool {
+        true
+    }
+
     /// Whether this kind bumps `metadata.generation` on spec changes.
     fn tracks_generation(&self) -> bool {
         false
