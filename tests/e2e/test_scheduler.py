@@ -111,3 +111,16 @@ def test_priority_class_sets_pod_priority(kubectl, ns, nodes):
     finally:
         force_delete_pods(kubectl, ns)
         kubectl("delete", "priorityclass", pc, check=False)
+
+
+def test_pods_of_a_deleted_node_are_garbage_collected(kubectl, ns, nodes):
+    tag, names = nodes
+    kubectl("create", "-n", ns, "-f", "-", input=pod("stranded", tag, cpu="4"))
+    assert wait_for(lambda: node_of(kubectl, ns, "stranded"), "the pod to be bound") == names[2]
+    # A bound pod is deleted gracefully: it waits for its node agent ...
+    kubectl("delete", "pod", "stranded", "-n", ns, "--wait=false")
+    assert kubectl("get", "pod", "stranded", "-n", ns, "-o", "jsonpath={.metadata.deletionTimestamp}").stdout
+    # ... until the node itself is removed; then nothing can stop it and it is collected.
+    kubectl("delete", "node", names[2])
+    wait_for(lambda: kubectl("get", "pod", "stranded", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip() == "",
+             "the orphaned pod to be deleted")

@@ -1,6 +1,7 @@
 //! In-process loops the API server needs to behave like Kubernetes on its own: bootstrap
 //! objects, namespace lifecycle (Terminating → contents deleted → gone), the garbage collector
-//! for ownerReferences, CRD establishment, and per-namespace defaults (`default`
+//! for ownerReferences, pod garbage collection (pods of vanished nodes), CRD establishment,
+//! and per-namespace defaults (`default`
 //! ServiceAccount, `kube-root-ca.crt`). They use the same pipeline as API clients.
 //!
 //! These move to `ledge-controllers` once the controller harness exists; they live here now
@@ -10,6 +11,7 @@ mod bootstrap;
 mod crds;
 mod gc;
 mod namespaces;
+mod podgc;
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ pub use bootstrap::bootstrap;
 pub fn start(state: Arc<ApiState>) {
     tokio::spawn(crds::run(state.clone()));
     tokio::spawn(namespaces::run(state.clone()));
+    tokio::spawn(podgc::run(state.clone()));
     tokio::spawn(gc::run(state));
 }
 
