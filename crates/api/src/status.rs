@@ -136,7 +136,10 @@ impl ApiError {
         };
         let summary = match causes.as_slice() {
             [one] => shown(one),
-            many => format!("[{}]", many.iter().map(shown).collect::<Vec<_>>().join(", ")),
+            many => format!(
+                "[{}]",
+                many.iter().map(shown).collect::<Vec<_>>().join(", ")
+            ),
         };
         let shown = if group.is_empty() {
             kind.to_string()

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod discovery;
+pub mod fieldcheck;
 pub mod handlers;
 pub mod http;
 pub mod object;

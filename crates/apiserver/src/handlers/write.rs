@@ -212,6 +212,8 @@ pub async fn create_object(
     dry_run: bool,
     manager: Option<&str>,
 ) -> Result<Value, ApiError> {
+    // The OpenAPI documents read CRD schemas from this server's cache (crate::openapi::crd).
+    crate::openapi::attach(state);
     check_type(res, &mut obj)?;
     let gr = GroupResource {
         group: &res.def.group,
@@ -292,6 +294,11 @@ pub async fn create_object(
 
 /// POST.
 pub async fn create(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
+    // fieldValidation (crate::fieldcheck): unknown/duplicate fields rejected, dropped or warned.
+    crate::fieldcheck::screened(ctx, raw, create_checked).await
+}
+
+async fn create_checked(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
     let obj = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
     let manager = field_manager(&ctx);
     let obj = create_object(
@@ -538,6 +545,11 @@ fn part_of(sub: Option<Subresource>) -> Part {
 
 /// PUT.
 pub async fn update(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
+    // fieldValidation (crate::fieldcheck): unknown/duplicate fields rejected, dropped or warned.
+    crate::fieldcheck::screened(ctx, raw, update_checked).await
+}
+
+async fn update_checked(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
     let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
     update_part(ctx, new, Part::Main).await
 }
@@ -596,7 +608,8 @@ async fn update_part(ctx: Ctx, new: Value, part: Part) -> Result<Response<Body>,
 
 /// PATCH (all four patch types).
 pub async fn patch(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiError> {
-    patch_part(ctx, raw, None).await
+    // fieldValidation (crate::fieldcheck): unknown/duplicate fields rejected, dropped or warned.
+    crate::fieldcheck::screened(ctx, raw, |ctx, raw| patch_part(ctx, raw, None)).await
 }
 
 async fn patch_part(
@@ -741,6 +754,15 @@ fn apply_scale(res: &Resource, old: &Value, scale: &Value) -> Result<Value, ApiE
 
 /// Subresource requests: status, scale, binding, finalize; log/exec answer that no agent serves them yet.
 pub async fn subresource(
+    ctx: Ctx,
+    sub: Subresource,
+    raw: bytes::Bytes,
+) -> Result<Response<Body>, ApiError> {
+    // fieldValidation (crate::fieldcheck) of status and scale writes.
+    crate::fieldcheck::screened(ctx, raw, |ctx, raw| subresource_checked(ctx, sub, raw)).await
+}
+
+async fn subresource_checked(
     ctx: Ctx,
     sub: Subresource,
     raw: bytes::Bytes,

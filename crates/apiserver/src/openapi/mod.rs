@@ -1,10 +1,15 @@
-//! `/openapi/v3`: the index of group-versions and one document per group-version. Each
-//! resource's PATCH operation carries `x-kubernetes-group-version-kind` and the
-//! `fieldValidation` parameter, which is what kubectl reads to decide that the server validates
-//! fields itself (kube-api.md §1.3). Built-in kinds do not advertise strategic merge patch
-//! here, so kubectl computes it from its compiled-in types.
+//! `/openapi/v3`: the index of group-versions and one document per group-version, with
+//! upstream's schemas (Kubernetes v1.32, descriptions and `x-kubernetes-*` extensions included)
+//! for every built-in kind and each served CRD version's schema, so `kubectl explain` prints
+//! upstream's documentation and `kubectl apply` computes strategic merge patches from them.
+//! `/openapi/v2` (protobuf, [`v2`]) stays minimal: it only tells kubectl 1.27 that the server
+//! validates fields itself.
+//!
+//! Documents are built per request from the compressed data in [`data`] and not kept: an idle
+//! server carries no decoded schema. The index's hashes come from the data's digest and the
+//! served resources, so listing it decodes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -12,7 +17,19 @@ use sha2::{Digest, Sha256};
 
 use crate::registry::{Registry, Resource};
 
+pub mod crd;
+pub mod data;
+pub mod paths;
 pub mod v2;
+
+pub use crd::attach;
+
+/// Meta types every document's operations refer to.
+const META_ROOTS: &[&str] = &[
+    "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Patch",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+];
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -32,15 +49,44 @@ fn by_gv(reg: &Registry) -> BTreeMap<String, Vec<Arc<Resource>>> {
     out
 }
 
+/// A hash of everything a group-version document is built from.
+fn document_hash(reg: &Registry, gv: &str, resources: &[Arc<Resource>]) -> String {
+    let mut h = Sha256::new();
+    h.update(data::digest());
+    h.update(gv.as_bytes());
+    for r in resources {
+        let d = &r.def;
+        let subs: Vec<&str> = d.subresources.iter().map(|s| s.name()).collect();
+        h.update(
+            format!(
+                "\n{}/{}/{}/{}/{}/{}/{}",
+                d.group,
+                d.version,
+                d.kind,
+                d.plural,
+                d.namespaced,
+                r.custom,
+                subs.join(",")
+            )
+            .as_bytes(),
+        );
+        if r.custom {
+            let schema = crd::schema_of(reg, r).unwrap_or(Value::Null);
+            h.update(serde_json::to_vec(&schema).unwrap_or_default());
+        }
+    }
+    let hex = format!("{:X}", h.finalize());
+    hex[..32].to_string()
+}
+
 /// The `/openapi/v3` index.
 pub fn index(reg: &Registry) -> Value {
     let mut paths = Map::new();
     for (gv, resources) in by_gv(reg) {
-        let doc = serde_json::to_vec(&document(&resources)).unwrap_or_default();
-        let hash = format!("{:X}", Sha256::digest(&doc));
+        let hash = document_hash(reg, &gv, &resources);
         paths.insert(
             gv.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", &hash[..32])}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash}")}),
         );
     }
     json!({"paths": paths})
@@ -48,58 +94,168 @@ pub fn index(reg: &Registry) -> Value {
 
 /// The document for one group-version path (`api/v1`, `apis/apps/v1`), if served.
 pub fn group_version(reg: &Registry, gv: &str) -> Option<Value> {
-    by_gv(reg).get(gv).map(|rs| document(rs))
+    let resources = by_gv(reg).remove(gv)?;
+    // Built on a short-lived thread: the few MB of transient allocations then come from that
+    // thread's malloc arena, which shrinks back once the document is dropped, rather than
+    // raising a request worker's arena for good (an idle server's memory is a goal).
+    std::thread::scope(|s| s.spawn(|| document(reg, &resources)).join().ok())
 }
 
-fn document(resources: &[Arc<Resource>]) -> Value {
+fn document(reg: &Registry, resources: &[Arc<Resource>]) -> Value {
+    let text = match data::text() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "openapi data unusable");
+            String::new()
+        }
+    };
+    let builtin = data::Schemas::parse(&text).unwrap_or_else(|e| {
+        if !text.is_empty() {
+            tracing::error!(error = %e, "openapi data unusable");
+        }
+        data::Schemas {
+            kinds: BTreeMap::new(),
+            schemas: BTreeMap::new(),
+        }
+    });
+    let known = |api_version: &str, kind: &str| {
+        builtin
+            .kinds
+            .get(&data::kind_key(api_version, kind))
+            .map(String::as_str)
+    };
+
     let mut paths = Map::new();
+    let mut roots: Vec<&str> = META_ROOTS.to_vec();
+    let mut custom = Map::new();
     for r in resources {
-        let base = if r.def.group.is_empty() {
-            format!("/api/{}", r.def.version)
+        let api_version = r.def.api_version();
+        let scale = known("autoscaling/v1", "Scale");
+        if r.custom {
+            let [(list_name, list), (name, object)] = crd::components(r, crd::schema_of(reg, r));
+            roots.extend([
+                crd::OBJECT_META,
+                "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
+            ]);
+            let names = paths::Names {
+                object: Some(&name),
+                list: Some(&list_name),
+                scale,
+            };
+            paths::add(&mut paths, r, &names);
+            custom.insert(name, object);
+            custom.insert(list_name, list);
         } else {
-            format!("/apis/{}/{}", r.def.group, r.def.version)
-        };
-        let ns = if r.def.namespaced {
-            "/namespaces/{namespace}"
-        } else {
-            ""
-        };
-        let gvk = json!({"group": r.def.group, "version": r.def.version, "kind": r.def.kind});
-        let patch_types = [
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/apply-patch+yaml",
-        ];
-        let body: Map<String, Value> = patch_types
-            .iter()
-            .map(|t| (t.to_string(), json!({"schema": {"type": "object"}})))
-            .collect();
-        let params = json!([
-            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
-        ]);
-        let item = json!({
-            "get": {"x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk},
-            "put": {"x-kubernetes-action": "put", "x-kubernetes-group-version-kind": gvk,
-                    "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}]},
-            "patch": {"x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk,
-                      "parameters": params, "requestBody": {"content": Value::Object(body)}},
-            "delete": {"x-kubernetes-action": "delete", "x-kubernetes-group-version-kind": gvk},
-        });
-        let collection = json!({
-            "get": {"x-kubernetes-action": "list", "x-kubernetes-group-version-kind": gvk},
-            "post": {"x-kubernetes-action": "post", "x-kubernetes-group-version-kind": gvk,
-                     "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}]},
-        });
-        paths.insert(format!("{base}{ns}/{}/{{name}}", r.def.plural), item);
-        paths.insert(format!("{base}{ns}/{}", r.def.plural), collection);
+            let names = paths::Names {
+                object: known(&api_version, &r.def.kind),
+                list: known(&api_version, &r.def.list_kind()),
+                scale,
+            };
+            paths::add(&mut paths, r, &names);
+            roots.extend(names.object);
+            roots.extend(names.list);
+        }
+        if r.def.has(ledge_api::Subresource::Scale) {
+            roots.extend(scale);
+        }
     }
+
+    let mut schemas = Map::new();
+    let mut seen = BTreeSet::new();
+    while let Some(name) = roots.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        let Some(raw) = builtin.schemas.get(name) else {
+            continue;
+        };
+        roots.extend(data::references(raw).filter(|r| !seen.contains(r)));
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(v) => {
+                schemas.insert(name.to_string(), v);
+            }
+            Err(e) => tracing::error!(schema = name, error = %e, "openapi schema unusable"),
+        }
+    }
+    schemas.extend(custom);
+    schemas.sort_keys();
     json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "info": {"title": "Kubernetes", "version": data::KUBERNETES_VERSION},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gvk_schema<'a>(doc: &'a Value, group: &str, kind: &str) -> Option<&'a Value> {
+        let want = json!({"group": group, "version": "v1", "kind": kind});
+        doc["components"]["schemas"]
+            .as_object()?
+            .values()
+            .find(|s| {
+                s["x-kubernetes-group-version-kind"]
+                    .as_array()
+                    .is_some_and(|a| a.contains(&want))
+            })
+    }
+
+    #[test]
+    fn core_document_has_upstream_schemas() {
+        let reg = Registry::with_builtins();
+        let doc = group_version(&reg, "api/v1").expect("api/v1 is served");
+        let pod = gvk_schema(&doc, "", "Pod").expect("Pod schema");
+        assert_eq!(
+            pod["properties"]["spec"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.PodSpec"
+        );
+        let schemas = &doc["components"]["schemas"];
+        let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert!(
+            containers["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("List of containers belonging to the pod."))
+        );
+        // Every reference resolves inside the document.
+        let text = doc.to_string();
+        for part in text.split("\"#/components/schemas/").skip(1) {
+            let name = &part[..part.find('"').unwrap_or(0)];
+            assert!(schemas.get(name).is_some(), "dangling {name}");
+        }
+        assert!(gvk_schema(&doc, "apps", "Deployment").is_none());
+    }
+
+    #[test]
+    fn apps_document_has_scale_and_strategy() {
+        let reg = Registry::with_builtins();
+        let doc = group_version(&reg, "apis/apps/v1").expect("apps/v1 is served");
+        assert!(gvk_schema(&doc, "autoscaling", "Scale").is_some());
+        let spec = &doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"];
+        assert_eq!(
+            spec["properties"]["strategy"]["x-kubernetes-patch-strategy"],
+            "retainKeys"
+        );
+        assert!(gvk_schema(&doc, "apps", "DeploymentList").is_some());
+    }
+
+    #[test]
+    fn index_hashes_are_stable_and_per_document() {
+        let reg = Registry::with_builtins();
+        let a = index(&reg);
+        let b = index(&reg);
+        assert_eq!(a, b);
+        let core = a["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap_or("");
+        let apps = a["paths"]["apis/apps/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap_or("");
+        assert!(core.starts_with("/openapi/v3/api/v1?hash="), "{core}");
+        assert_ne!(core.split('=').nth(1), apps.split('=').nth(1));
+    }
 }

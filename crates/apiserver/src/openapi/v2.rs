@@ -1,8 +1,8 @@
 //! `/openapi/v2` as the protobuf document (gnostic `openapi.v2.Document`) kubectl 1.27–1.29 ask
 //! for before `kubectl apply`: each resource's PATCH operation names its group-version-kind and
 //! the `fieldValidation` query parameter, so kubectl leaves field validation to the server.
-//! No definitions are published, so kubectl computes strategic merge patches from its
-//! compiled-in types, as it does for v3.
+//! No definitions are published (the schemas are in the v3 documents, `super`), so kubectl
+//! versions that read only v2 compute strategic merge patches from their compiled-in types.
 
 use crate::registry::Registry;
 
