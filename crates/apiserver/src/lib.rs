@@ -1,6 +1,7 @@
-//! ledge's Kubernetes API server: HTTPS with client-certificate authentication, discovery and
-//! OpenAPI, one generic request pipeline over a watch cache and the store, per-kind strategies,
-//! and the in-process loops (namespaces, garbage collection, CRDs) the API's semantics need.
+//! ledge's Kubernetes API server: HTTPS with client-certificate and bootstrap-token
+//! authentication, discovery and OpenAPI, one generic request pipeline over a watch cache and the
+//! store, per-kind strategies, and the in-process loops (namespaces, garbage collection, CRDs,
+//! node certificate signing) the API's semantics need.
 
 pub mod admission;
 pub mod auth;
@@ -114,7 +115,7 @@ pub async fn start(
         path: pki_dir.clone(),
         source,
     })?;
-    let ca = ClusterCa::load_or_create(&pki_dir)?;
+    let ca = Arc::new(ClusterCa::load_or_create(&pki_dir)?);
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -156,6 +157,7 @@ pub async fn start(
         cache,
         registry: Arc::new(Registry::with_builtins()),
         ca_pem: ca.cert_pem.clone(),
+        ca: ca.clone(),
         cancel: cancel.clone(),
     });
     system::bootstrap(&state, addr.port())

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ledge_store::Store;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::pki::ClusterCa;
 use crate::cache::Cache;
 use crate::registry::Registry;
 
@@ -18,6 +19,8 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// The cluster CA certificate (PEM), for `kube-root-ca.crt`.
     pub ca_pem: String,
+    /// The cluster CA, for the CSR signer (`crate::system::csr`).
+    pub ca: Arc<ClusterCa>,
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
 }

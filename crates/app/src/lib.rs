@@ -1,5 +1,12 @@
 //! The composition root: turns command-line options into running components (store, API
-//! server), prints what a user needs to get started, and shuts everything down gracefully.
+//! server, node agent), prints what a user needs to get started, and shuts everything down
+//! gracefully. `ledge token` lives in `token.rs`, `ledge agent` in `agent.rs`.
+
+mod agent;
+mod token;
+
+pub use agent::{AgentCliOptions, agent_options, run_agent};
+pub use token::{TokenOptions, create_token, delete_token, list_tokens, parse_duration};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +41,28 @@ pub fn default_server_dir() -> PathBuf {
     match std::env::var_os("HOME") {
         Some(home) if !root => Path::new(&home).join(".ledge/server"),
         _ => PathBuf::from("/var/lib/ledge/server"),
+    }
+}
+
+/// An error as one line: its message, then each cause not already spelled out in it (many
+/// errors quote their source in their own message).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// The default agent data dir: `/var/lib/ledge/agent` for root, else `~/.ledge/agent`.
+pub fn default_agent_dir() -> PathBuf {
+    match default_server_dir().parent() {
+        Some(base) => base.join("agent"),
+        None => PathBuf::from("/var/lib/ledge/agent"),
     }
 }
 

@@ -1,8 +1,18 @@
 //! Authentication: who is calling. Client certificates signed by the cluster CA identify users
-//! (CN = user, O = groups), as in Kubernetes. Requests without one are anonymous and may only
-//! reach the health and version endpoints.
+//! (CN = user, O = groups), as in Kubernetes; without one, a bootstrap token in
+//! `Authorization: Bearer` does ([`bootstrap`]). Requests with neither are anonymous and may only
+//! reach the health, version and `/cacerts` endpoints. [`authorize`] limits what bootstrap users
+//! may do; [`requester`] records who asked for a certificate.
 
+pub mod authorize;
+pub mod bootstrap;
 pub mod pki;
+pub mod requester;
+
+use http::HeaderMap;
+use ledge_api::ApiError;
+
+use crate::state::ApiState;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -30,4 +40,37 @@ pub fn user_from_cert(der: &[u8]) -> Option<User> {
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
     Some(User { name, groups })
+}
+
+/// The bearer token of a request, if it sends one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Who sent a request: the client certificate's user, else the bearer token's (upstream's union
+/// authenticator tries x509 before tokens). A bearer token that does not authenticate is a 401,
+/// never a silent fall back to anonymous.
+pub async fn authenticate(
+    state: &ApiState,
+    cert_user: Option<User>,
+    headers: &HeaderMap,
+) -> Result<Option<User>, ApiError> {
+    if cert_user.is_some() {
+        return Ok(cert_user);
+    }
+    let Some(token) = bearer(headers) else {
+        return Ok(None);
+    };
+    match bootstrap::authenticate(state, token).await {
+        Ok(user) => Ok(Some(user)),
+        Err(why) => {
+            tracing::debug!(reason = ?why, "bearer token refused");
+            Err(ApiError::unauthorized())
+        }
+    }
 }

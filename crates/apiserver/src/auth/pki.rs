@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Failures creating or loading certificates.
@@ -151,6 +151,39 @@ impl ClusterCa {
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params)
+    }
+
+    /// Sign a PKCS#10 request (PEM) as a client certificate for `user` in `groups`, valid from
+    /// `not_before` to `not_after` (dates, UTC midnight). The subject is the one given here, not
+    /// whatever else the request carries; only its public key (and its signature, checked) are
+    /// used. Returns the certificate, PEM.
+    pub fn sign_client_request(
+        &self,
+        request_pem: &str,
+        user: &str,
+        groups: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Result<String, PkiError> {
+        let request = CertificateSigningRequestParams::from_pem(request_pem)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for g in groups {
+            params.distinguished_name.push(DnType::OrganizationName, *g);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let signed = CertificateSigningRequestParams {
+            params,
+            public_key: request.public_key,
+        }
+        .signed_by(&self.issuer)?;
+        Ok(signed.pem())
     }
 
     fn sign(&self, mut params: CertificateParams) -> Result<CertPair, PkiError> {

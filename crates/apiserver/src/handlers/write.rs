@@ -675,16 +675,13 @@ async fn patch_part(
             (*old).clone()
         };
         let patched = patch::apply_patch(kind, &ctx.res, &base, &patch_doc, &manager, force)?;
-        let pinned = patched
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if let Some(rv) = &pinned
-            && base
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                != Some(rv.as_str())
-        {
+        // A patch that sets metadata.resourceVersion makes it a precondition (409 on
+        // mismatch, no retry); otherwise a lost compare-and-swap race is retried against the
+        // fresh object, as upstream does for patches.
+        let patched_rv = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+        let base_rv = base.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+        let pinned = patched_rv.is_some_and(|rv| Some(rv) != base_rv) || patch::mentions_resource_version(kind, &patch_doc);
+        if patched_rv.is_some() && patched_rv != base_rv {
             return Err(ApiError::modified(ctx.gr(), ctx.name()));
         }
         let new = if scale_view {
@@ -693,7 +690,7 @@ async fn patch_part(
             patched
         };
         match write_update(&ctx.state, &u, &old, new).await {
-            Err(e) if e.code == 409 && e.reason == "Conflict" && pinned.is_none() => continue,
+            Err(e) if e.code == 409 && e.reason == "Conflict" && !pinned => continue,
             Err(e) => return Err(e),
             Ok(obj) => {
                 let shown = if scale_view {

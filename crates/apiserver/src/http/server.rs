@@ -174,7 +174,7 @@ async fn handle(
 
 async fn route_request(
     state: Arc<ApiState>,
-    user: Option<User>,
+    cert_user: Option<User>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
@@ -187,12 +187,24 @@ async fn route_request(
             ));
         }
         "/version" | "/version/" => return Ok(json_response(StatusCode::OK, &version_info())),
+        // The cluster CA, public as in K3s: a joining agent fetches it without trusting the
+        // connection and checks it against the CA hash pinned in its join token.
+        "/cacerts" if req.method() == Method::GET => {
+            return Ok(bytes_response(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                Bytes::from(state.ca_pem.clone()),
+            ));
+        }
         _ => {}
     }
-    if user.is_none() {
+    let Some(user) = auth::authenticate(&state, cert_user, req.headers()).await? else {
         return Err(ApiError::unauthorized());
-    }
+    };
     let query = Query::parse(req.uri().query());
+    let method = req.method().clone();
+    let routed = route(&method, &path, query.flag("watch"));
+    auth::authorize::check(&user, &method, &path, &routed)?;
     let reg = &state.registry;
     if path == "/openapi/v3" || path == "/openapi/v3/" {
         return Ok(json_response(StatusCode::OK, &openapi::index(reg)));
@@ -219,8 +231,7 @@ async fn route_request(
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::path_not_found);
     }
-    let method = req.method().clone();
-    match route(&method, &path, query.flag("watch")) {
+    match routed {
         Route::CoreVersions | Route::Groups => {
             let core = matches!(route(&method, &path, false), Route::CoreVersions);
             if let Some(version) = discovery::wants_aggregated(req.headers()) {
@@ -250,8 +261,11 @@ async fn route_request(
                 return Err(ApiError::path_not_found());
             };
             let encoding = body::negotiate(req.headers())?;
-            let headers = req.headers().clone();
-            let body = read_body(req).await?;
+            let mut headers = req.headers().clone();
+            let mut body = read_body(req).await?;
+            if auth::requester::is_csr_create(&info) {
+                body = auth::requester::stamp_csr(&user, &mut headers, body);
+            }
             let ctx = handlers::Ctx {
                 state,
                 res,

@@ -79,6 +79,16 @@ fn patch_error(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// Whether a patch document sets `metadata.resourceVersion` (which makes it a precondition).
+pub fn mentions_resource_version(kind: PatchKind, doc: &Value) -> bool {
+    match kind {
+        PatchKind::Json => doc.as_array().is_some_and(|ops| {
+            ops.iter().any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion"))
+        }),
+        _ => doc.pointer("/metadata/resourceVersion").is_some_and(|v| !v.is_null()),
+    }
+}
+
 /// Apply a patch of `kind` to `current` (the stored object, or its Scale view).
 pub fn apply_patch(
     kind: PatchKind,

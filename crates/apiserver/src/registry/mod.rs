@@ -4,6 +4,7 @@
 //! Custom resources are added and removed at run time as their CRDs come and go.
 
 pub mod apps;
+pub mod certificates;
 pub mod core;
 pub mod crd;
 pub mod generic;
@@ -143,6 +144,7 @@ fn strategy_for(def: &ResourceDef) -> Arc<dyn Strategy> {
         ("apps", plural) => apps::strategy(plural),
         ("batch", plural) => apps::batch_strategy(plural),
         ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crd::CrdStrategy),
+        ("certificates.k8s.io", "certificatesigningrequests") => Arc::new(certificates::Csrs),
         _ => Arc::new(generic::Generic),
     }
 }

@@ -1,6 +1,7 @@
 //! In-process loops the API server needs to behave like Kubernetes on its own: bootstrap
 //! objects, namespace lifecycle (Terminating → contents deleted → gone), the garbage collector
 //! for ownerReferences, pod garbage collection (pods of vanished nodes), CRD establishment,
+//! the node client certificate approver and signer (`csr`),
 //! and per-namespace defaults (`default`
 //! ServiceAccount, `kube-root-ca.crt`). They use the same pipeline as API clients.
 //!
@@ -9,6 +10,7 @@
 
 mod bootstrap;
 mod crds;
+pub mod csr;
 mod gc;
 mod namespaces;
 mod podgc;
@@ -25,6 +27,7 @@ pub use bootstrap::bootstrap;
 /// Start every system loop; they stop with the state's cancellation token.
 pub fn start(state: Arc<ApiState>) {
     tokio::spawn(crds::run(state.clone()));
+    tokio::spawn(csr::run(state.clone()));
     tokio::spawn(namespaces::run(state.clone()));
     tokio::spawn(podgc::run(state.clone()));
     tokio::spawn(gc::run(state));

@@ -1,0 +1,368 @@
+//! An HTTPS client for the Kubernetes API, small enough for an edge device: one HTTP/2
+//! connection (rustls on ring), dialled lazily, reused by every request and watch, redialled when
+//! it dies; HTTP/2 keep-alive pings notice a dead link. It authenticates with a client
+//! certificate or a bearer token. [`HttpClient`] implements `ledge_controller::Client` (JSON over
+//! REST, in `api.rs`), so the agent's code and the server's controllers speak the same API.
+//! `ledge token create` uses it too, with the admin certificate.
+
+mod api;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use ledge_api::ApiError;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+pub use api::{error_from_status, retryable};
+pub use tls::Trust;
+
+/// How long dialling (TCP + TLS + HTTP/2 handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request (not a watch) may take, body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 ping interval and the time a ping may go unanswered before the link counts as dead.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest response body read into memory.
+const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// Failures talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server URL is unusable.
+    #[error("invalid server URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The bearer token cannot be sent in a header.
+    #[error("the bearer token holds characters an HTTP header cannot carry")]
+    BadToken,
+    /// The server could not be reached or the connection failed.
+    #[error("cannot reach {server}: {reason}")]
+    Unreachable {
+        /// The server URL.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("{0}")]
+    Api(ApiError),
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Api(api) => api,
+            // Unreachable is what 503 means to a caller: try again later.
+            other => ApiError::new(503, "ServiceUnavailable", other.to_string()),
+        }
+    }
+}
+
+/// How requests authenticate.
+pub enum Credentials {
+    /// Anonymously (only `/cacerts`, `/version`, health).
+    Anonymous,
+    /// `Authorization: Bearer <token>` (bootstrap tokens).
+    Bearer(String),
+    /// A client certificate and its key, PEM.
+    Certificate {
+        /// Certificate.
+        cert_pem: String,
+        /// Private key.
+        key_pem: String,
+    },
+}
+
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+struct Inner {
+    url: String,
+    authority: String,
+    host: String,
+    port: u16,
+    server_name: ServerName<'static>,
+    tls: TlsConnector,
+    bearer: Option<HeaderValue>,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+    local_addr: Mutex<Option<SocketAddr>>,
+}
+
+/// A client for one API server. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Arc<Inner>,
+}
+
+/// Split `https://host:port` into host and port (443 by default).
+fn parse_url(url: &str) -> Result<(String, u16), ClientError> {
+    let bad = |reason: &str| ClientError::Url {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad("the scheme must be https"));
+    }
+    let host = uri.host().ok_or_else(|| bad("no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if !matches!(uri.path(), "" | "/") {
+        return Err(bad("a path is not supported"));
+    }
+    Ok((host, uri.port_u16().unwrap_or(443)))
+}
+
+impl HttpClient {
+    /// A client for `url` (`https://host[:port]`), trusting the server as `trust` says.
+    pub fn new(url: &str, trust: Trust<'_>, credentials: Credentials) -> Result<Self, ClientError> {
+        let (host, port) = parse_url(url)?;
+        let server_name = ServerName::try_from(host.clone()).map_err(|e| ClientError::Url {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let (identity, bearer) = match &credentials {
+            Credentials::Anonymous => (None, None),
+            Credentials::Bearer(token) => {
+                let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| ClientError::BadToken)?;
+                (None, Some(value))
+            }
+            Credentials::Certificate { cert_pem, key_pem } => {
+                (Some((cert_pem.as_str(), key_pem.as_str())), None)
+            }
+        };
+        let config = tls::client_config(trust, identity)?;
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                url: format!("https://{authority}"),
+                authority,
+                host,
+                port,
+                server_name,
+                tls: TlsConnector::from(Arc::new(config)),
+                bearer,
+                conn: tokio::sync::Mutex::new(None),
+                local_addr: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// This side's address of the last connection to the server (the node's address on the
+    /// route to the control plane).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self
+            .inner
+            .local_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unreachable(&self, reason: impl std::fmt::Display) -> ClientError {
+        ClientError::Unreachable {
+            server: self.inner.url.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    async fn dial(&self) -> Result<Conn, ClientError> {
+        let i = &self.inner;
+        let tcp = TcpStream::connect((i.host.as_str(), i.port))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let _ = tcp.set_nodelay(true);
+        if let Ok(local) = tcp.local_addr() {
+            *i.local_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(local);
+        }
+        let tls = i
+            .tls
+            .connect(i.server_name.clone(), tcp)
+            .await
+            .map_err(|e| self.unreachable(format!("tls handshake failed: {e}")))?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(self.unreachable("the server does not offer HTTP/2"));
+        }
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| self.unreachable(format!("http/2 handshake failed: {e}")))?;
+        let url = i.url.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(server = %url, error = %e, "connection to the server ended");
+            }
+        });
+        Ok(Conn { sender })
+    }
+
+    /// The live connection, dialled if there is none.
+    async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+        let mut conn = self.inner.conn.lock().await;
+        if let Some(c) = conn.as_ref()
+            && !c.sender.is_closed()
+        {
+            return Ok(c.sender.clone());
+        }
+        *conn = None;
+        let fresh = tokio::time::timeout(CONNECT_TIMEOUT, self.dial())
+            .await
+            .map_err(|_| self.unreachable("connection timed out"))??;
+        let sender = fresh.sender.clone();
+        *conn = Some(fresh);
+        Ok(sender)
+    }
+
+    async fn forget_connection(&self) {
+        *self.inner.conn.lock().await = None;
+    }
+
+    fn build(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        body: &Option<Bytes>,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        let uri = format!("https://{}{path_and_query}", self.inner.authority);
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("ledge-agent/", env!("CARGO_PKG_VERSION")),
+            );
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(b) = &self.inner.bearer {
+            req = req.header(http::header::AUTHORIZATION, b.clone());
+        }
+        req.body(Full::new(body.clone().unwrap_or_default()))
+            .map_err(|e| ClientError::Url {
+                url: path_and_query.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Send a request and return the response head with its streaming body. A connection
+    /// that turns out to be dead is replaced once.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut retried = false;
+        loop {
+            let mut sender = self.sender().await?;
+            let req = self.build(&method, path_and_query, &body)?;
+            let attempt = async {
+                sender.ready().await?;
+                sender.send_request(req).await
+            };
+            match attempt.await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    self.forget_connection().await;
+                    // A request the dead connection never carried is safe to send again.
+                    if !retried && (e.is_canceled() || e.is_closed()) {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(self.unreachable(e));
+                }
+            }
+        }
+    }
+
+    /// Send a request and read the whole answer, within the request timeout.
+    pub async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let exchange = async {
+            let resp = self.send(method, path_and_query, body).await?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| self.unreachable(format!("reading the response failed: {e}")))?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| self.unreachable("the request timed out"))?
+    }
+
+    /// GET a path and return its body on 200, or the server's error.
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
+        let (status, body) = self.request(Method::GET, path, None).await?;
+        if status == StatusCode::OK {
+            Ok(body)
+        } else {
+            Err(ClientError::Api(error_from_status(status, &body)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_are_https_host_and_port() {
+        assert_eq!(
+            parse_url("https://127.0.0.1:6443").ok(),
+            Some(("127.0.0.1".to_string(), 6443))
+        );
+        assert_eq!(
+            parse_url("https://edge.example").ok(),
+            Some(("edge.example".to_string(), 443))
+        );
+        assert_eq!(
+            parse_url("https://[::1]:6443/").ok(),
+            Some(("::1".to_string(), 6443))
+        );
+        assert!(parse_url("http://127.0.0.1:6443").is_err());
+        assert!(parse_url("https://127.0.0.1:6443/api").is_err());
+        assert!(parse_url("127.0.0.1:6443").is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! `ledge agent`: flags to [`ledge_agent::AgentOptions`], then the agent until SIGINT/SIGTERM.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tokio_util::sync::CancellationToken;
+
+/// Options of `ledge agent`, as given on the command line.
+#[derive(Clone, Debug)]
+pub struct AgentCliOptions {
+    /// `--server`.
+    pub server: String,
+    /// `--token`.
+    pub token: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// `--node-name`.
+    pub node_name: Option<String>,
+    /// `--node-label key=value`, repeated.
+    pub node_labels: Vec<String>,
+    /// `--node-taint key=value:Effect`, repeated.
+    pub node_taints: Vec<String>,
+    /// `--node-ip`.
+    pub node_ip: Option<IpAddr>,
+    /// `--lease-interval`.
+    pub lease_interval: Duration,
+}
+
+/// Turn command-line options into agent options (labels and taints checked here).
+pub fn agent_options(cli: AgentCliOptions) -> anyhow::Result<ledge_agent::AgentOptions> {
+    let mut labels = BTreeMap::new();
+    for l in &cli.node_labels {
+        let (k, v) = ledge_agent::node::parse_label(l).map_err(|e| anyhow!(e))?;
+        labels.insert(k, v);
+    }
+    let taints = cli
+        .node_taints
+        .iter()
+        .map(|t| ledge_agent::node::parse_taint(t).map_err(|e| anyhow!(e)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut opts = ledge_agent::AgentOptions::new(cli.server, cli.data_dir);
+    opts.token = cli.token.filter(|t| !t.trim().is_empty());
+    opts.node_name = cli.node_name;
+    opts.node_labels = labels;
+    opts.node_taints = taints;
+    opts.node_ip = cli.node_ip;
+    opts.lease_interval = cli.lease_interval;
+    Ok(opts)
+}
+
+/// Run `ledge agent` until SIGINT/SIGTERM.
+pub async fn run_agent(cli: AgentCliOptions) -> anyhow::Result<()> {
+    let opts = agent_options(cli)?;
+    let cancel = CancellationToken::new();
+    let agent = tokio::spawn(ledge_agent::run(opts, cancel.child_token()));
+    tokio::pin!(agent);
+    tokio::select! {
+        result = &mut agent => return result?.map_err(anyhow::Error::from),
+        _ = crate::wait_for_signal() => {}
+    }
+    tracing::info!("shutting down");
+    cancel.cancel();
+    match tokio::time::timeout(crate::SHUTDOWN_GRACE, agent).await {
+        Ok(result) => result?.map_err(anyhow::Error::from),
+        Err(_) => {
+            tracing::warn!("the agent did not stop in time");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,305 @@
+"""Joining: `ledge token create` on the server, then `ledge agent` as a separate process with its
+own data dir. The agent verifies the server against the CA hash in its token, gets a node
+certificate through the CSR API, registers its Node (Ready, labelled, with real capacity) and
+renews its Lease. Bad tokens are refused with a clear message; a bootstrap token can do nothing
+but ask for a certificate.
+
+Every agent here is tainted `ledge.dev/e2e-agent=true:NoSchedule` so the server's scheduler puts
+no other test's pods on it, and its Node is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+import e2e_util
+
+AGENT_TAINT = "ledge.dev/e2e-agent=true:NoSchedule"
+AGENT_EXIT_TIMEOUT = 30.0
+
+
+class Agent:
+    """A `ledge agent` process whose output goes to a log file."""
+
+    def __init__(self, ledge_bin: Path, server, data_dir: Path, name: str, log: Path,
+                 token: str | None = None, extra: tuple[str, ...] = ()):
+        self.log = log
+        cmd = [str(ledge_bin), "agent", "--server", server.url, "--data-dir", str(data_dir),
+               "--node-name", name, "--node-taint", AGENT_TAINT, "--lease-interval", "1s",
+               *extra]
+        if token is not None:
+            cmd += ["--token", token]
+        env = {k: v for k, v in os.environ.items() if k not in ("LEDGE_TOKEN", "LEDGE_LOG")}
+        with open(log, "ab") as out:
+            out.write(f"$ {e2e_util.shell_join(c if c != token else '<token>' for c in cmd)}\n"
+                      .encode())
+            out.flush()
+            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_exit(self, timeout: float = AGENT_EXIT_TIMEOUT) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"the agent did not exit within {timeout:.0f}s; log:\n"
+                                 + self.output()) from None
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+@pytest.fixture
+def agents():
+    """Starts agents (`agents(...)`) and stops every one at the end."""
+    started: list[Agent] = []
+
+    def start(*args, **kwargs) -> Agent:
+        agent = Agent(*args, **kwargs)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+@pytest.fixture
+def node_name(kubectl):
+    """A unique node name; the Node and its Lease are deleted afterwards."""
+    name = e2e_util.unique_name("e2e-agent", max_len=40)
+    yield name
+    kubectl("delete", "node", name, "--ignore-not-found", "--wait=false")
+    kubectl("delete", "lease", name, "-n", "kube-node-lease", "--ignore-not-found", "--wait=false")
+
+
+def create_token(ledge_bin, server, *extra: str) -> str:
+    result = subprocess.run(
+        [str(ledge_bin), "token", "create", "--data-dir", str(server.data_dir), *extra],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert token.startswith("K10") and "::" in token, token
+    return token
+
+
+@pytest.fixture
+def token(ledge_bin, server):
+    """A fresh join token, deleted afterwards."""
+    value = create_token(ledge_bin, server, "--ttl", "1h", "--description", "e2e join")
+    yield value
+    subprocess.run([str(ledge_bin), "token", "delete", "--data-dir", str(server.data_dir),
+                    token_id(value)], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def token_id(token: str) -> str:
+    return token.split("::", 1)[1].split(".", 1)[0]
+
+
+def ca_pem(server) -> bytes:
+    return (server.data_dir / "tls" / "ca.crt").read_bytes()
+
+
+def api_request(server, path: str, bearer: str | None = None) -> tuple[int, bytes]:
+    """A raw HTTPS request to the server, trusting only its CA."""
+    url = urlparse(server.url)
+    context = ssl.create_default_context(cadata=ca_pem(server).decode())
+    conn = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=10)
+    try:
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def node_ready(kubectl, name: str):
+    node = kubectl.json("get", "node", name)
+    for cond in node.get("status", {}).get("conditions", []):
+        if cond["type"] == "Ready" and cond["status"] == "True":
+            return node
+    return None
+
+
+def lease_renew_time(kubectl, name: str) -> str:
+    lease = kubectl.json("get", "lease", name, "-n", "kube-node-lease")
+    return lease["spec"]["renewTime"]
+
+
+def csrs_of(kubectl, tid: str) -> list[dict]:
+    items = kubectl.json("get", "csr")["items"]
+    return [c for c in items if c["spec"].get("username") == f"system:bootstrap:{tid}"]
+
+
+def test_token_create_prints_a_pinned_token_and_list_shows_it(ledge_bin, server, token):
+    digest = hashlib.sha256(ca_pem(server)).hexdigest()
+    assert token.startswith(f"K10{digest}::")
+    tid, secret = token.split("::", 1)[1].split(".")
+    assert len(tid) == 6 and len(secret) == 16
+    listed = subprocess.run([str(ledge_bin), "token", "list", "--data-dir", str(server.data_dir)],
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert listed.returncode == 0, listed.stderr
+    line = next((l for l in listed.stdout.splitlines() if l.startswith(tid)), None)
+    assert line is not None, listed.stdout
+    assert "e2e join" in line and ("59m" in line or "1h" in line), line
+    assert secret not in listed.stdout
+
+
+def test_agent_joins_registers_renews_and_restarts_without_token(
+        ledge_bin, server, kubectl, token, node_name, agents, tmp_path):
+    data_dir = tmp_path / "agent"
+    agent = agents(ledge_bin, server, data_dir, node_name, tmp_path / "agent.log", token=token,
+                   extra=("--node-label", "e2e.ledge.dev/join=yes"))
+    node = e2e_util.wait_until(lambda: node_ready(kubectl, node_name), f"node {node_name} Ready")
+
+    labels = node["metadata"]["labels"]
+    assert labels["e2e.ledge.dev/join"] == "yes"
+    assert labels["kubernetes.io/hostname"] == node_name
+    assert labels["kubernetes.io/os"] == "linux"
+    assert labels["kubernetes.io/arch"] in ("amd64", "arm64")
+    assert labels["node.ledge.dev/runtime.process"] == "true"
+    assert {"key": "ledge.dev/e2e-agent", "value": "true", "effect": "NoSchedule"} \
+        in node["spec"]["taints"]
+    status = node["status"]
+    assert 1 <= int(status["capacity"]["cpu"]) <= (os.cpu_count() or 1)
+    assert status["capacity"]["pods"] == "110"
+    for resource in ("memory", "ephemeral-storage"):
+        assert status["capacity"][resource].endswith("Ki"), status["capacity"]
+        assert int(status["capacity"][resource][:-2]) > 0
+        assert int(status["allocatable"][resource][:-2]) < int(status["capacity"][resource][:-2])
+    assert status["nodeInfo"]["kubeletVersion"] == "v1.32.0-ledge"
+    assert status["nodeInfo"]["operatingSystem"] == "linux"
+    assert {a["type"] for a in status["addresses"]} == {"InternalIP", "Hostname"}
+    table = kubectl("get", "node", node_name, "--no-headers").stdout.split()
+    assert table[:2] == [node_name, "Ready"], table
+
+    # The Lease is the node's, and it is renewed (every second here).
+    lease = kubectl.json("get", "lease", node_name, "-n", "kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == node_name
+    assert lease["spec"]["leaseDurationSeconds"] == 40
+    assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
+    first = lease["spec"]["renewTime"]
+    e2e_util.wait_until(lambda: lease_renew_time(kubectl, node_name) > first,
+                        "the lease to be renewed", timeout=15)
+
+    # The certificate came through the CSR API, auto-approved for the bootstrap token.
+    csrs = csrs_of(kubectl, token_id(token))
+    assert len(csrs) == 1, csrs
+    conditions = csrs[0]["status"]["conditions"]
+    assert conditions[0]["type"] == "Approved" and conditions[0]["reason"] == "AutoApproved"
+    assert csrs[0]["status"]["certificate"]
+    _, rows = e2e_util.parse_table(kubectl("get", "csr", csrs[0]["metadata"]["name"]).stdout)
+    assert rows[0]["SIGNERNAME"] == "kubernetes.io/kube-apiserver-client-kubelet", rows
+    assert rows[0]["REQUESTOR"] == f"system:bootstrap:{token_id(token)}", rows
+    assert rows[0]["CONDITION"] == "Approved,Issued", rows
+    for name in ("ca.crt", "node.crt", "node.key"):
+        assert (data_dir / "pki" / name).stat().st_mode & 0o777 == 0o600, name
+
+    assert agent.stop() == 0, agent.output()
+
+    # Restarted without a token, it reuses its certificate and carries on.
+    before = lease_renew_time(kubectl, node_name)
+    again = agents(ledge_bin, server, data_dir, node_name, tmp_path / "agent2.log")
+    e2e_util.wait_until(lambda: lease_renew_time(kubectl, node_name) > before,
+                        "the restarted agent to renew the lease", timeout=15)
+    assert again.process.poll() is None, again.output()
+    assert "using the stored node certificate" in again.output()
+    assert len(csrs_of(kubectl, token_id(token))) == 1
+    assert node_ready(kubectl, node_name)
+    assert again.stop() == 0, again.output()
+
+
+def test_a_wrong_token_secret_is_refused_with_401(ledge_bin, server, kubectl, token, node_name,
+                                                 agents, tmp_path):
+    head, secret = token.rsplit(".", 1)
+    forged = f"{head}.{'a' * 16 if secret != 'a' * 16 else 'b' * 16}"
+    agent = agents(ledge_bin, server, tmp_path / "agent", node_name, tmp_path / "agent.log",
+                   token=forged)
+    code = agent.wait_exit()
+    out = agent.output()
+    assert code != 0, out
+    assert "401" in out and "Unauthorized" in out, out
+    assert forged not in out
+    assert kubectl("get", "node", node_name, "--ignore-not-found", "-o", "name").stdout == ""
+    assert not (tmp_path / "agent" / "pki" / "node.crt").exists()
+
+
+def test_an_expired_token_is_refused_with_401(ledge_bin, server, kubectl, node_name, agents,
+                                             tmp_path):
+    expired = create_token(ledge_bin, server, "--ttl", "1s")
+    try:
+        time.sleep(2.5)
+        agent = agents(ledge_bin, server, tmp_path / "agent", node_name, tmp_path / "agent.log",
+                       token=expired)
+        code = agent.wait_exit()
+        out = agent.output()
+        assert code != 0, out
+        assert "401" in out and "expired" in out, out
+        assert csrs_of(kubectl, token_id(expired)) == []
+    finally:
+        subprocess.run([str(ledge_bin), "token", "delete", "--data-dir", str(server.data_dir),
+                        token_id(expired)], capture_output=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+
+
+def test_a_token_pinning_another_ca_is_refused_before_authenticating(
+        ledge_bin, server, kubectl, token, node_name, agents, tmp_path):
+    other = hashlib.sha256(b"not this cluster's CA").hexdigest()
+    actual = hashlib.sha256(ca_pem(server)).hexdigest()
+    pinned_elsewhere = f"K10{other}::{token.split('::', 1)[1]}"
+    agent = agents(ledge_bin, server, tmp_path / "agent", node_name, tmp_path / "agent.log",
+                   token=pinned_elsewhere)
+    code = agent.wait_exit()
+    out = agent.output()
+    assert code != 0, out
+    assert "does not match" in out and other in out and actual in out, out
+    # The (valid) bootstrap token was never presented: no CSR, no Node.
+    assert csrs_of(kubectl, token_id(token)) == []
+    assert kubectl("get", "node", node_name, "--ignore-not-found", "-o", "name").stdout == ""
+
+
+def test_bootstrap_tokens_may_only_ask_for_certificates(server, token):
+    bearer = token.split("::", 1)[1]
+    code, body = api_request(server, "/api/v1/namespaces/default/secrets", bearer)
+    assert code == 403, body
+    status = json.loads(body)
+    assert status["reason"] == "Forbidden"
+    assert status["message"] == (
+        f'secrets is forbidden: User "system:bootstrap:{token_id(token)}" cannot list resource '
+        '"secrets" in API group "" in the namespace "default"')
+    code, body = api_request(server, "/api/v1/nodes", bearer)
+    assert code == 403, body
+    code, body = api_request(server, "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                             bearer)
+    assert code == 200, body
+    code, body = api_request(server, "/api/v1/namespaces/default/secrets",
+                             bearer[:-1] + ("x" if bearer[-1] != "x" else "y"))
+    assert code == 401, body
+    # The CA is public, and it is what the token pins.
+    code, body = api_request(server, "/cacerts")
+    assert code == 200
+    assert body == ca_pem(server)
+    assert token.startswith(f"K10{hashlib.sha256(body).hexdigest()}::")
