@@ -213,7 +213,6 @@ pub async fn create_object(
     manager: Option<&str>,
 ) -> Result<Value, ApiError> {
     // The OpenAPI documents read CRD schemas from this server's cache (crate::openapi::crd).
-    crate::openapi::attach(state);
     check_type(res, &mut obj)?;
     let gr = GroupResource {
         group: &res.def.group,
@@ -678,9 +677,14 @@ async fn patch_part(
         // A patch that sets metadata.resourceVersion makes it a precondition (409 on
         // mismatch, no retry); otherwise a lost compare-and-swap race is retried against the
         // fresh object, as upstream does for patches.
-        let patched_rv = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-        let base_rv = base.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-        let pinned = patched_rv.is_some_and(|rv| Some(rv) != base_rv) || patch::mentions_resource_version(kind, &patch_doc);
+        let patched_rv = patched
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str);
+        let base_rv = base
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str);
+        let pinned = patched_rv.is_some_and(|rv| Some(rv) != base_rv)
+            || patch::mentions_resource_version(kind, &patch_doc);
         if patched_rv.is_some() && patched_rv != base_rv {
             return Err(ApiError::modified(ctx.gr(), ctx.name()));
         }

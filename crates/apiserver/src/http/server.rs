@@ -207,7 +207,10 @@ async fn route_request(
     auth::authorize::check(&user, &method, &path, &routed)?;
     let reg = &state.registry;
     if path == "/openapi/v3" || path == "/openapi/v3/" {
-        return Ok(json_response(StatusCode::OK, &openapi::index(reg)));
+        return Ok(json_response(
+            StatusCode::OK,
+            &openapi::index(reg, Some(&state.cache)),
+        ));
     }
     if path == "/openapi/v2" || path == "/swagger-2.0.0.pb-v1" {
         let wants_proto = req
@@ -227,7 +230,7 @@ async fn route_request(
         ));
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-        return openapi::group_version(reg, gv)
+        return openapi::group_version(reg, Some(&state.cache), gv)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::path_not_found);
     }

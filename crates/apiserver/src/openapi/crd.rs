@@ -4,19 +4,13 @@
 //! `x-kubernetes-group-version-kind` that `kubectl explain` and kubectl's validation look for,
 //! plus its `<Kind>List` (upstream apiextensions-apiserver `pkg/controller/openapi/builder`).
 //!
-//! The documents are served from the registry alone, while the schemas live in the stored CRD
-//! objects, so the write path attaches the cache that holds them ([`attach`], called when the
-//! server bootstraps and on every create): a process-wide table maps a registry to the cache of
-//! the same server. Passing the server state to the OpenAPI handlers would make it unnecessary.
-
-use std::sync::{Arc, Mutex, Weak};
+//! The schemas are read from the stored CRD objects in the watch cache at request time.
 
 use serde_json::{Value, json};
 
 use super::paths::schema_ref;
 use crate::cache::Cache;
-use crate::registry::{Registry, Resource};
-use crate::state::ApiState;
+use crate::registry::Resource;
 
 const CRD_PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
 
@@ -30,43 +24,6 @@ const LIST_METADATA: &str = "Standard list metadata. More info: https://git.k8s.
 pub const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 
-struct Source {
-    registry: usize,
-    cache: Weak<Cache>,
-}
-
-static SOURCES: Mutex<Vec<Source>> = Mutex::new(Vec::new());
-
-fn registry_id(reg: &Registry) -> usize {
-    std::ptr::from_ref(reg) as usize
-}
-
-/// Let the OpenAPI documents of `state.registry` read CRD schemas from `state.cache`. Cheap
-/// and idempotent; entries of servers that are gone are dropped.
-pub fn attach(state: &ApiState) {
-    let id = registry_id(&state.registry);
-    let mut sources = SOURCES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(s) = sources.iter().find(|s| s.registry == id)
-        && std::ptr::eq(s.cache.as_ptr(), Arc::as_ptr(&state.cache))
-    {
-        return;
-    }
-    sources.retain(|s| s.registry != id && s.cache.strong_count() > 0);
-    sources.push(Source {
-        registry: id,
-        cache: Arc::downgrade(&state.cache),
-    });
-}
-
-fn cache_for(reg: &Registry) -> Option<Arc<Cache>> {
-    let id = registry_id(reg);
-    let sources = SOURCES.lock().unwrap_or_else(|p| p.into_inner());
-    sources
-        .iter()
-        .find(|s| s.registry == id)
-        .and_then(|s| s.cache.upgrade())
-}
-
 /// The `openAPIV3Schema` of a custom resource version, from the CRD stored in `cache`.
 pub fn version_schema(cache: &Cache, group: &str, plural: &str, version: &str) -> Option<Value> {
     let crd = cache.get(&format!("{CRD_PREFIX}{plural}.{group}"))?;
@@ -78,10 +35,9 @@ pub fn version_schema(cache: &Cache, group: &str, plural: &str, version: &str) -
         .cloned()
 }
 
-/// The schema of a custom resource served by `reg`, when its server is attached.
-pub fn schema_of(reg: &Registry, res: &Resource) -> Option<Value> {
-    let cache = cache_for(reg)?;
-    version_schema(&cache, &res.def.group, &res.def.plural, &res.def.version)
+/// The schema of a custom resource version, from the CRD in `cache` (none without a cache).
+pub fn schema_of(cache: Option<&Cache>, res: &Resource) -> Option<Value> {
+    version_schema(cache?, &res.def.group, &res.def.plural, &res.def.version)
 }
 
 /// Upstream's component name for a custom kind: the group reversed, then version and kind.
@@ -134,6 +90,8 @@ pub fn components(res: &Resource, schema: Option<Value>) -> [(String, Value); 2]
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use ledge_api::ResourceDef;
 

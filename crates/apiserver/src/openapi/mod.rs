@@ -15,14 +15,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::cache::Cache;
 use crate::registry::{Registry, Resource};
 
 pub mod crd;
 pub mod data;
 pub mod paths;
 pub mod v2;
-
-pub use crd::attach;
 
 /// Meta types every document's operations refer to.
 const META_ROOTS: &[&str] = &[
@@ -50,7 +49,7 @@ fn by_gv(reg: &Registry) -> BTreeMap<String, Vec<Arc<Resource>>> {
 }
 
 /// A hash of everything a group-version document is built from.
-fn document_hash(reg: &Registry, gv: &str, resources: &[Arc<Resource>]) -> String {
+fn document_hash(cache: Option<&Cache>, gv: &str, resources: &[Arc<Resource>]) -> String {
     let mut h = Sha256::new();
     h.update(data::digest());
     h.update(gv.as_bytes());
@@ -71,7 +70,7 @@ fn document_hash(reg: &Registry, gv: &str, resources: &[Arc<Resource>]) -> Strin
             .as_bytes(),
         );
         if r.custom {
-            let schema = crd::schema_of(reg, r).unwrap_or(Value::Null);
+            let schema = crd::schema_of(cache, r).unwrap_or(Value::Null);
             h.update(serde_json::to_vec(&schema).unwrap_or_default());
         }
     }
@@ -79,11 +78,11 @@ fn document_hash(reg: &Registry, gv: &str, resources: &[Arc<Resource>]) -> Strin
     hex[..32].to_string()
 }
 
-/// The `/openapi/v3` index.
-pub fn index(reg: &Registry) -> Value {
+/// The `/openapi/v3` index. Custom resources' schemas come from the CRDs in `cache`.
+pub fn index(reg: &Registry, cache: Option<&Cache>) -> Value {
     let mut paths = Map::new();
     for (gv, resources) in by_gv(reg) {
-        let hash = document_hash(reg, &gv, &resources);
+        let hash = document_hash(cache, &gv, &resources);
         paths.insert(
             gv.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash}")}),
@@ -93,15 +92,15 @@ pub fn index(reg: &Registry) -> Value {
 }
 
 /// The document for one group-version path (`api/v1`, `apis/apps/v1`), if served.
-pub fn group_version(reg: &Registry, gv: &str) -> Option<Value> {
+pub fn group_version(reg: &Registry, cache: Option<&Cache>, gv: &str) -> Option<Value> {
     let resources = by_gv(reg).remove(gv)?;
     // Built on a short-lived thread: the few MB of transient allocations then come from that
     // thread's malloc arena, which shrinks back once the document is dropped, rather than
     // raising a request worker's arena for good (an idle server's memory is a goal).
-    std::thread::scope(|s| s.spawn(|| document(reg, &resources)).join().ok())
+    std::thread::scope(|s| s.spawn(|| document(cache, &resources)).join().ok())
 }
 
-fn document(reg: &Registry, resources: &[Arc<Resource>]) -> Value {
+fn document(cache: Option<&Cache>, resources: &[Arc<Resource>]) -> Value {
     let text = match data::text() {
         Ok(t) => t,
         Err(e) => {
@@ -132,7 +131,7 @@ fn document(reg: &Registry, resources: &[Arc<Resource>]) -> Value {
         let api_version = r.def.api_version();
         let scale = known("autoscaling/v1", "Scale");
         if r.custom {
-            let [(list_name, list), (name, object)] = crd::components(r, crd::schema_of(reg, r));
+            let [(list_name, list), (name, object)] = crd::components(r, crd::schema_of(cache, r));
             roots.extend([
                 crd::OBJECT_META,
                 "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
@@ -206,7 +205,7 @@ mod tests {
     #[test]
     fn core_document_has_upstream_schemas() {
         let reg = Registry::with_builtins();
-        let doc = group_version(&reg, "api/v1").expect("api/v1 is served");
+        let doc = group_version(&reg, None, "api/v1").expect("api/v1 is served");
         let pod = gvk_schema(&doc, "", "Pod").expect("Pod schema");
         assert_eq!(
             pod["properties"]["spec"]["allOf"][0]["$ref"],
@@ -233,7 +232,7 @@ mod tests {
     #[test]
     fn apps_document_has_scale_and_strategy() {
         let reg = Registry::with_builtins();
-        let doc = group_version(&reg, "apis/apps/v1").expect("apps/v1 is served");
+        let doc = group_version(&reg, None, "apis/apps/v1").expect("apps/v1 is served");
         assert!(gvk_schema(&doc, "autoscaling", "Scale").is_some());
         let spec = &doc["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentSpec"];
         assert_eq!(
@@ -246,8 +245,8 @@ mod tests {
     #[test]
     fn index_hashes_are_stable_and_per_document() {
         let reg = Registry::with_builtins();
-        let a = index(&reg);
-        let b = index(&reg);
+        let a = index(&reg, None);
+        let b = index(&reg, None);
         assert_eq!(a, b);
         let core = a["paths"]["api/v1"]["serverRelativeURL"]
             .as_str()
