@@ -149,6 +149,19 @@ def test_service_crud(v1, ns):
     assert_api_error(excinfo, 404, "NotFound")
 
 
+def retry_conflicts(write):
+    """Runs `write()`, again on 409 Conflict. The deployment controller writes status while the
+    test writes the spec, so a read-modify-replace carrying a resourceVersion can lose the race,
+    exactly as against Kubernetes."""
+    for _ in range(10):
+        try:
+            return write()
+        except ApiException as err:
+            if err.status != 409:
+                raise
+    return write()
+
+
 def test_deployment_crud(apps, ns):
     created = apps.create_namespaced_deployment(ns, deployment("web", replicas=2))
     assert created.metadata.generation == 1
@@ -166,17 +179,23 @@ def test_deployment_crud(apps, ns):
     read = apps.read_namespaced_deployment("web", ns)
     assert read.metadata.uid == created.metadata.uid
 
-    patched = apps.patch_namespaced_deployment("web", ns, {"spec": {"replicas": 4}})
+    patched = retry_conflicts(
+        lambda: apps.patch_namespaced_deployment("web", ns, {"spec": {"replicas": 4}}))
     assert patched.spec.replicas == 4
     assert patched.metadata.generation == 2
 
-    patched.spec.template.spec.containers[0].image = "registry.example/app:2"
-    replaced = apps.replace_namespaced_deployment("web", ns, patched)
+    def replace_image():
+        current = apps.read_namespaced_deployment("web", ns)
+        current.spec.template.spec.containers[0].image = "registry.example/app:2"
+        return apps.replace_namespaced_deployment("web", ns, current)
+
+    replaced = retry_conflicts(replace_image)
     assert replaced.spec.template.spec.containers[0].image == "registry.example/app:2"
     assert replaced.metadata.generation == 3
 
     # Metadata-only changes do not bump the generation.
-    relabelled = apps.patch_namespaced_deployment("web", ns, {"metadata": {"labels": {"x": "y"}}})
+    relabelled = retry_conflicts(
+        lambda: apps.patch_namespaced_deployment("web", ns, {"metadata": {"labels": {"x": "y"}}}))
     assert relabelled.metadata.generation == 3
 
     listed = apps.list_namespaced_deployment(ns, label_selector="app=web")

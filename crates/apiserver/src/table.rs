@@ -109,7 +109,20 @@ pub fn age(obj: &Value) -> Value {
 }
 
 /// Build a Table for `items` of `res`; `with_headers` false for watch events after the first.
+/// Rows carry `PartialObjectMetadata` (upstream's default `includeObject=Metadata`).
 pub fn table(res: &Resource, items: &[&Value], list_meta: Value, with_headers: bool) -> Value {
+    table_with(res, items, list_meta, with_headers, false)
+}
+
+/// As [`table`]; with `full_objects` rows carry the whole object (`includeObject=Object`,
+/// which `kubectl get --sort-by` asks for).
+pub fn table_with(
+    res: &Resource,
+    items: &[&Value],
+    list_meta: Value,
+    with_headers: bool,
+    full_objects: bool,
+) -> Value {
     let mut columns = vec![col(
         "Name",
         "string",
@@ -138,7 +151,12 @@ pub fn table(res: &Resource, items: &[&Value], list_meta: Value, with_headers: b
             if add_age {
                 cells.push(age(obj));
             }
-            json!({"cells": cells, "object": partial_metadata(obj)})
+            let object = if full_objects {
+                (*obj).clone()
+            } else {
+                partial_metadata(obj)
+            };
+            json!({"cells": cells, "object": object})
         })
         .collect();
     let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "rows": rows});

@@ -138,3 +138,12 @@ pub trait Client: Send + Sync + 'static {
         resource_version: &'a str,
     ) -> BoxFuture<'a, Result<BoxStream<Result<WatchEvent, ApiError>>, ApiError>>;
 }
+
+/// The API refused a creation because the namespace is being deleted: nothing more can be
+/// created there, so there is nothing to retry (upstream checks the `NamespaceTerminating`
+/// status cause; ledge's message says the same).
+pub fn is_namespace_terminating(e: &ApiError) -> bool {
+    e.code == 403
+        && (e.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+            || e.message.contains("because it is being terminated"))
+}

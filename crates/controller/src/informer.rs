@@ -3,6 +3,7 @@
 //! from the last resourceVersion seen; a `410 Expired` relists (client-go reflector semantics).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ impl Store {
             .collect()
     }
 
-    fn put(&self, obj: Value) -> Arc<Value> {
+    pub(crate) fn put(&self, obj: Value) -> Arc<Value> {
         let obj = Arc::new(obj);
         let key = ObjectKey::of(&obj);
         self.objects
@@ -50,7 +51,7 @@ impl Store {
         obj
     }
 
-    fn remove(&self, obj: &Value) {
+    pub(crate) fn remove(&self, obj: &Value) {
         self.objects
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -94,6 +95,8 @@ pub struct Informer {
     store: Arc<Store>,
     changes: broadcast::Sender<Arc<Value>>,
     synced: watch::Sender<bool>,
+    /// The highest resourceVersion the cache reflects (0 before the first list).
+    revision: AtomicU64,
 }
 
 impl Informer {
@@ -106,6 +109,7 @@ impl Informer {
             store: Arc::new(Store::default()),
             changes,
             synced,
+            revision: AtomicU64::new(0),
         });
         let me = informer.clone();
         tokio::spawn(async move { me.run(client, cancel).await });
@@ -128,6 +132,21 @@ impl Informer {
         let _ = rx.wait_for(|s| *s).await;
     }
 
+    /// The highest resourceVersion this cache reflects: every write the API acknowledged at or
+    /// below it is visible in [`store`](Self::store). 0 until the first list, and for servers
+    /// whose resourceVersions are not numbers.
+    pub fn observed_revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Record progress; called before subscribers hear of the change, so a reconcile they
+    /// trigger sees the revision too.
+    fn observe(&self, resource_version: &str) {
+        if let Ok(r) = resource_version.parse::<u64>() {
+            self.revision.fetch_max(r, Ordering::AcqRel);
+        }
+    }
+
     fn emit(&self, obj: Arc<Value>) {
         // No subscribers is fine.
         let _ = self.changes.send(obj);
@@ -143,6 +162,7 @@ impl Informer {
             if resource_version.is_empty() {
                 match client.list(&self.kind, None, None).await {
                     Ok((items, list_rv)) => {
+                        self.observe(&list_rv);
                         for obj in self.store.replace(items) {
                             self.emit(obj);
                         }
@@ -191,14 +211,19 @@ impl Informer {
                         }
                         break;
                     }
-                    Some(Ok(WatchEvent::Bookmark(r))) => resource_version = r,
+                    Some(Ok(WatchEvent::Bookmark(r))) => {
+                        self.observe(&r);
+                        resource_version = r;
+                    }
                     Some(Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj))) => {
                         resource_version = rv(&obj).to_string();
+                        self.observe(&resource_version);
                         let obj = self.store.put(obj);
                         self.emit(obj);
                     }
                     Some(Ok(WatchEvent::Deleted(obj))) => {
                         resource_version = rv(&obj).to_string();
+                        self.observe(&resource_version);
                         self.store.remove(&obj);
                         self.emit(Arc::new(obj));
                     }

@@ -3,16 +3,28 @@
 //! back-off, and [`run`], the loop that turns changes into `reconcile(key)` calls — the shape of
 //! kube-rs `Controller` and Kubernetes `pkg/controller`. A reconcile reads state and never
 //! remembers it; its [`Action`] says when to look again.
+//!
+//! Helpers every workload controller needs live here too: [`owner`] (controller references,
+//! adoption and release), [`Expectations`] (not acting twice on a cache that has not caught up
+//! with its own writes), [`EventRecorder`] (core/v1 Events) and [`enqueue_changes`] (mapping
+//! watched changes to keys).
 
 mod client;
+mod events;
+mod expectations;
 mod informer;
+pub mod owner;
 mod queue;
 mod runner;
+mod watches;
 
-pub use client::{BoxFuture, BoxStream, Client, Kind, WatchEvent};
+pub use client::{BoxFuture, BoxStream, Client, Kind, WatchEvent, is_namespace_terminating};
+pub use events::{EventRecorder, EventType, now};
+pub use expectations::{Expectations, TTL as EXPECTATIONS_TTL};
 pub use informer::{Informer, Store};
 pub use queue::WorkQueue;
 pub use runner::{Action, ObjectKey, run};
+pub use watches::{enqueue_all, enqueue_changes, itself};
 
 /// Standard kinds controllers work with.
 pub mod kinds {

@@ -1,8 +1,10 @@
 //! The one request pipeline every resource goes through: decode → admission checks → strategy
 //! → store → encode. Kinds differ only in their [`Strategy`](crate::registry::Strategy).
 
+mod admit;
 pub mod delete;
 mod read;
+mod subresource;
 mod watch;
 pub mod write;
 
@@ -101,7 +103,7 @@ pub async fn dispatch(ctx: Ctx, body: bytes::Bytes) -> Result<Response<Body>, Ap
     if let Some(sub) = ctx.info.subresource.as_deref() {
         let known = ledge_api::Subresource::parse(sub).filter(|s| ctx.res.def.has(*s));
         return match known {
-            Some(s) => write::subresource(ctx, s, body).await,
+            Some(s) => subresource::subresource(ctx, s, body).await,
             None => Err(ApiError::path_not_found()),
         };
     }

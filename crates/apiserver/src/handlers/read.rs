@@ -101,9 +101,10 @@ pub async fn list(ctx: Ctx) -> Result<Response<Body>, ApiError> {
         }
     }
     if ctx.encoding == Encoding::Table {
+        let full = ctx.query.get("includeObject") == Some("Object");
         return Ok(json_response(
             StatusCode::OK,
-            &table::table(&ctx.res, page, meta, true),
+            &table::table_with(&ctx.res, page, meta, true, full),
         ));
     }
     let list = json!({

@@ -8,7 +8,9 @@ use ledge_store::StoreError;
 use serde_json::{Value, json};
 
 use super::Ctx;
+use super::admit::{check_namespace, check_type, validate_all};
 use super::read::respond_object;
+use super::subresource::{apply_scale, scale_of};
 use crate::http::body::{self, Body};
 use crate::object;
 use crate::patch;
@@ -31,175 +33,6 @@ pub fn store_error(gr: GroupResource<'_>, name: &str, e: StoreError) -> ApiError
         } => ApiError::expired(requested, compacted),
         StoreError::Unavailable(m) => ApiError::unavailable(format!("storage is unavailable: {m}")),
         other => ApiError::internal(other.to_string()),
-    }
-}
-
-fn to_causes(field: &str, messages: Vec<String>, value: &str) -> Vec<StatusCause> {
-    messages
-        .into_iter()
-        .map(|m| StatusCause {
-            reason: "FieldValueInvalid".into(),
-            message: format!("{field}: Invalid value: {value:?}: {m}"),
-            field: field.into(),
-        })
-        .collect()
-}
-
-/// Generic ObjectMeta validation (upstream `ValidateObjectMeta`).
-fn validate_meta(res: &Resource, obj: &Value) -> Vec<StatusCause> {
-    use ledge_api::validation as v;
-    let mut causes = Vec::new();
-    let name = object::name(obj);
-    if name.is_empty() {
-        causes.push(StatusCause {
-            reason: "FieldValueRequired".into(),
-            message: "metadata.name: Required value: name or generateName is required".into(),
-            field: "metadata.name".into(),
-        });
-    } else {
-        let errs = if res.strategy.name_is_label() {
-            v::name_is_dns_label(name, false)
-        } else if res.custom
-            || res.def.group.is_empty()
-            || res.def.group.ends_with("k8s.io")
-            || res.def.group == "apps"
-            || res.def.group == "batch"
-            || res.def.group == "policy"
-        {
-            v::name_is_dns_subdomain(name, false)
-        } else {
-            v::is_path_segment_name(name)
-        };
-        causes.extend(to_causes("metadata.name", errs, name));
-    }
-    for (k, val) in object::labels(obj) {
-        causes.extend(to_causes("metadata.labels", v::is_qualified_name(&k), &k));
-        match val.as_str() {
-            Some(s) => causes.extend(to_causes("metadata.labels", v::is_valid_label_value(s), s)),
-            None => causes.push(StatusCause {
-                reason: "FieldValueInvalid".into(),
-                message: format!(
-                    "metadata.labels: Invalid value: {val}: label values must be strings"
-                ),
-                field: "metadata.labels".into(),
-            }),
-        }
-    }
-    if let Some(ann) = obj
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-    {
-        let mut total = 0;
-        for (k, val) in ann {
-            causes.extend(to_causes(
-                "metadata.annotations",
-                v::is_qualified_name(&k.to_lowercase()),
-                k,
-            ));
-            total += k.len() + val.as_str().map_or(0, str::len);
-            if !val.is_string() {
-                causes.push(StatusCause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!("metadata.annotations: Invalid value: {val}: annotation values must be strings"),
-                    field: "metadata.annotations".into(),
-                });
-            }
-        }
-        if total > 256 * 1024 {
-            causes.push(StatusCause {
-                reason: "FieldValueTooLong".into(),
-                message: "metadata.annotations: Too long: must have at most 262144 bytes".into(),
-                field: "metadata.annotations".into(),
-            });
-        }
-    }
-    causes
-}
-
-/// Check `apiVersion`/`kind` of a body against the resource, filling them when absent.
-fn check_type(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
-    if !obj.is_object() {
-        return Err(ApiError::bad_request(
-            "the request body must be a JSON or YAML object",
-        ));
-    }
-    let want_av = res.def.api_version();
-    let av = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let kind = obj
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if !av.is_empty() && av != want_av {
-        return Err(ApiError::bad_request(format!(
-            "the API version in the data ({av}) does not match the expected API version ({want_av})"
-        )));
-    }
-    if !kind.is_empty() && kind != res.def.kind {
-        return Err(ApiError::bad_request(format!(
-            "the kind in the data ({kind}) does not match the expected kind ({})",
-            res.def.kind
-        )));
-    }
-    obj["apiVersion"] = json!(want_av);
-    obj["kind"] = json!(res.def.kind);
-    Ok(())
-}
-
-/// Refuse writes into a namespace that is missing or terminating (upstream NamespaceLifecycle).
-async fn check_namespace(
-    state: &ApiState,
-    res: &Resource,
-    ns: Option<&str>,
-    creating: bool,
-) -> Result<(), ApiError> {
-    let Some(ns) = ns.filter(|_| res.def.namespaced) else {
-        return Ok(());
-    };
-    let key = format!("/registry/core/namespaces/{ns}");
-    let gr = GroupResource {
-        group: "",
-        resource: "namespaces",
-    };
-    match state.cache.get(&key) {
-        None => Err(ApiError::not_found(gr, ns)),
-        Some(n) if creating && object::is_deleting(&n) => Err(ApiError::forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            res.def.plural,
-            "",
-        ))
-        .with_reason("Forbidden")),
-        Some(_) => Ok(()),
-    }
-}
-
-trait WithReason {
-    fn with_reason(self, reason: &'static str) -> Self;
-}
-
-impl WithReason for ApiError {
-    fn with_reason(mut self, reason: &'static str) -> Self {
-        self.reason = reason;
-        self
-    }
-}
-
-fn validate_all(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let mut causes = validate_meta(res, obj);
-    causes.extend(res.strategy.validate(obj, old));
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            &res.def.group,
-            &res.def.kind,
-            object::name(obj),
-            causes,
-        ))
     }
 }
 
@@ -534,7 +367,7 @@ pub fn field_manager(ctx: &Ctx) -> String {
         .to_string()
 }
 
-fn part_of(sub: Option<Subresource>) -> Part {
+pub(super) fn part_of(sub: Option<Subresource>) -> Part {
     if sub == Some(Subresource::Status) {
         Part::Status
     } else {
@@ -553,7 +386,11 @@ async fn update_checked(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, A
     update_part(ctx, new, Part::Main).await
 }
 
-async fn update_part(ctx: Ctx, new: Value, part: Part) -> Result<Response<Body>, ApiError> {
+pub(super) async fn update_part(
+    ctx: Ctx,
+    new: Value,
+    part: Part,
+) -> Result<Response<Body>, ApiError> {
     let dry_run = ctx.dry_run()?;
     let wanted_rv = object::meta_str(&new, "resourceVersion")
         .filter(|s| !s.is_empty())
@@ -611,7 +448,7 @@ pub async fn patch(ctx: Ctx, raw: bytes::Bytes) -> Result<Response<Body>, ApiErr
     crate::fieldcheck::screened(ctx, raw, |ctx, raw| patch_part(ctx, raw, None)).await
 }
 
-async fn patch_part(
+pub(super) async fn patch_part(
     ctx: Ctx,
     raw: bytes::Bytes,
     sub: Option<Subresource>,
@@ -707,197 +544,4 @@ async fn patch_part(
         }
     }
     Err(ApiError::modified(ctx.gr(), ctx.name()))
-}
-
-/// The `autoscaling/v1 Scale` view of an object.
-fn scale_of(res: &Resource, obj: &Value) -> Value {
-    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
-    let selector = obj
-        .pointer("/spec/selector")
-        .and_then(|s| ledge_api::selector::LabelSelector::from_json(s).ok())
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let _ = res;
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-            "resourceVersion": meta.get("resourceVersion"), "creationTimestamp": meta.get("creationTimestamp"),
-        },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
-        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
-    })
-}
-
-/// Apply a changed Scale back onto the object.
-fn apply_scale(res: &Resource, old: &Value, scale: &Value) -> Result<Value, ApiError> {
-    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-    if replicas.as_i64().is_none_or(|n| n < 0) {
-        return Err(ApiError::invalid(
-            "autoscaling",
-            "Scale",
-            object::name(old),
-            vec![StatusCause {
-                reason: "FieldValueInvalid".into(),
-                message: format!(
-                    "spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
-                ),
-                field: "spec.replicas".into(),
-            }],
-        ));
-    }
-    let _ = res;
-    let mut new = old.clone();
-    new["spec"]["replicas"] = replicas;
-    Ok(new)
-}
-
-/// Subresource requests: status, scale, binding, finalize; log/exec answer that no agent serves them yet.
-pub async fn subresource(
-    ctx: Ctx,
-    sub: Subresource,
-    raw: bytes::Bytes,
-) -> Result<Response<Body>, ApiError> {
-    // fieldValidation (crate::fieldcheck) of status and scale writes.
-    crate::fieldcheck::screened(ctx, raw, |ctx, raw| subresource_checked(ctx, sub, raw)).await
-}
-
-async fn subresource_checked(
-    ctx: Ctx,
-    sub: Subresource,
-    raw: bytes::Bytes,
-) -> Result<Response<Body>, ApiError> {
-    use crate::http::request::Verb;
-    match (sub, ctx.info.verb) {
-        (Subresource::Status, Verb::Get) => super::read::get(ctx).await,
-        (Subresource::Status, Verb::Update) => {
-            let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
-            update_part(ctx, new, Part::Status).await
-        }
-        (Subresource::Status, Verb::Patch) => patch_part(ctx, raw, Some(Subresource::Status)).await,
-        (Subresource::Scale, Verb::Get) => {
-            let obj = ctx.current().await?;
-            Ok(body::json_response(
-                StatusCode::OK,
-                &scale_of(&ctx.res, &obj),
-            ))
-        }
-        (Subresource::Scale, Verb::Patch) => patch_part(ctx, raw, Some(Subresource::Scale)).await,
-        (Subresource::Scale, Verb::Update) => {
-            let scale = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
-            let manager = field_manager(&ctx);
-            let u = Update {
-                res: &ctx.res,
-                namespace: ctx.namespace(),
-                name: ctx.name(),
-                part: Part::Main,
-                dry_run: ctx.dry_run()?,
-                manager: Some(&manager),
-            };
-            let old = ctx.current().await?;
-            if let Some(rv) = scale
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                && old
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    != Some(rv)
-            {
-                return Err(ApiError::modified(ctx.gr(), ctx.name()));
-            }
-            let new = apply_scale(&ctx.res, &old, &scale)?;
-            let obj = write_update(&ctx.state, &u, &old, new).await?;
-            Ok(body::json_response(
-                StatusCode::OK,
-                &scale_of(&ctx.res, &obj),
-            ))
-        }
-        (Subresource::Binding, Verb::Create) => {
-            let binding = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
-            let node = binding
-                .pointer("/target/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if node.is_empty() {
-                return Err(ApiError::invalid(
-                    "",
-                    "Binding",
-                    ctx.name(),
-                    vec![StatusCause {
-                        reason: "FieldValueRequired".into(),
-                        message: "target.name: Required value".into(),
-                        field: "target.name".into(),
-                    }],
-                ));
-            }
-            let current = ctx.current().await?;
-            let bound = current
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !bound.is_empty() {
-                return Err(ApiError::conflict(
-                    ctx.gr(),
-                    ctx.name(),
-                    &format!("pod {} is already assigned to node \"{bound}\"", ctx.name()),
-                ));
-            }
-            let name = ctx.name().to_string();
-            system_update(
-                &ctx.state,
-                &ctx.res,
-                ctx.namespace(),
-                &name,
-                Part::Main,
-                |pod| {
-                    let mut p = pod.clone();
-                    p["spec"]["nodeName"] = json!(node);
-                    Some(p)
-                },
-            )
-            .await?;
-            Ok(body::json_response(
-                StatusCode::CREATED,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-            ))
-        }
-        (Subresource::Finalize, Verb::Update) => {
-            let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
-            let finalizers = new
-                .pointer("/spec/finalizers")
-                .cloned()
-                .unwrap_or(json!([]));
-            let name = ctx.name().to_string();
-            let obj = system_update(&ctx.state, &ctx.res, None, &name, Part::Main, |ns| {
-                let mut n = ns.clone();
-                n["spec"]["finalizers"] = finalizers.clone();
-                Some(n)
-            })
-            .await?;
-            let obj = match obj {
-                Some(o) => o,
-                None => (*ctx.current().await?).clone(),
-            };
-            Ok(respond_object(&ctx, StatusCode::OK, &obj))
-        }
-        (Subresource::Log | Subresource::Exec, _) => Err(ApiError::new(
-            503,
-            "ServiceUnavailable",
-            format!(
-                "pod {:?} has no node agent serving {}: start `ledge agent` on a node",
-                ctx.name(),
-                sub.name()
-            ),
-        )),
-        (Subresource::Eviction, Verb::Create) => {
-            super::delete::delete(ctx, bytes::Bytes::from_static(b"{}")).await
-        }
-        _ => Err(ApiError::method_not_allowed(
-            ctx.info.verb.as_str(),
-            ctx.gr(),
-        )),
-    }
 }

@@ -83,9 +83,13 @@ fn patch_error(e: impl std::fmt::Display) -> ApiError {
 pub fn mentions_resource_version(kind: PatchKind, doc: &Value) -> bool {
     match kind {
         PatchKind::Json => doc.as_array().is_some_and(|ops| {
-            ops.iter().any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion"))
+            ops.iter().any(|op| {
+                op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+            })
         }),
-        _ => doc.pointer("/metadata/resourceVersion").is_some_and(|v| !v.is_null()),
+        _ => doc
+            .pointer("/metadata/resourceVersion")
+            .is_some_and(|v| !v.is_null()),
     }
 }
 

@@ -88,8 +88,11 @@ impl Strategy for Workload {
                 if let Some(s) = strategy.as_object_mut() {
                     s.entry("type").or_insert(json!("RollingUpdate"));
                     if s.get("type") == Some(&json!("RollingUpdate")) {
-                        s.entry("rollingUpdate")
-                            .or_insert(json!({"maxUnavailable": "25%", "maxSurge": "25%"}));
+                        let ru = s.entry("rollingUpdate").or_insert(json!({}));
+                        if let Some(ru) = ru.as_object_mut() {
+                            ru.entry("maxUnavailable").or_insert(json!("25%"));
+                            ru.entry("maxSurge").or_insert(json!("25%"));
+                        }
                     }
                 }
             }

@@ -1,0 +1,209 @@
+//! Subresources: `status` and `scale` views of an object, pod `binding`, namespace
+//! `finalize`, `eviction`; `log` and `exec` answer that no node agent serves them yet.
+
+use http::{Response, StatusCode};
+use ledge_api::{ApiError, StatusCause, Subresource};
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::read::respond_object;
+use super::write::{
+    Part, Update, field_manager, patch_part, system_update, update_part, write_update,
+};
+use crate::http::body;
+use crate::http::body::Body;
+use crate::object;
+use crate::registry::Resource;
+
+/// The `autoscaling/v1 Scale` view of an object.
+pub(super) fn scale_of(res: &Resource, obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(|s| ledge_api::selector::LabelSelector::from_json(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let _ = res;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"), "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    })
+}
+
+/// Apply a changed Scale back onto the object.
+pub(super) fn apply_scale(res: &Resource, old: &Value, scale: &Value) -> Result<Value, ApiError> {
+    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    if replicas.as_i64().is_none_or(|n| n < 0) {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            object::name(old),
+            vec![StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0"
+                ),
+                field: "spec.replicas".into(),
+            }],
+        ));
+    }
+    let _ = res;
+    let mut new = old.clone();
+    new["spec"]["replicas"] = replicas;
+    Ok(new)
+}
+
+/// Subresource requests: status, scale, binding, finalize; log/exec answer that no agent serves them yet.
+pub async fn subresource(
+    ctx: Ctx,
+    sub: Subresource,
+    raw: bytes::Bytes,
+) -> Result<Response<Body>, ApiError> {
+    // fieldValidation (crate::fieldcheck) of status and scale writes.
+    crate::fieldcheck::screened(ctx, raw, |ctx, raw| subresource_checked(ctx, sub, raw)).await
+}
+
+async fn subresource_checked(
+    ctx: Ctx,
+    sub: Subresource,
+    raw: bytes::Bytes,
+) -> Result<Response<Body>, ApiError> {
+    use crate::http::request::Verb;
+    match (sub, ctx.info.verb) {
+        (Subresource::Status, Verb::Get) => super::read::get(ctx).await,
+        (Subresource::Status, Verb::Update) => {
+            let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+            update_part(ctx, new, Part::Status).await
+        }
+        (Subresource::Status, Verb::Patch) => patch_part(ctx, raw, Some(Subresource::Status)).await,
+        (Subresource::Scale, Verb::Get) => {
+            let obj = ctx.current().await?;
+            Ok(body::json_response(
+                StatusCode::OK,
+                &scale_of(&ctx.res, &obj),
+            ))
+        }
+        (Subresource::Scale, Verb::Patch) => patch_part(ctx, raw, Some(Subresource::Scale)).await,
+        (Subresource::Scale, Verb::Update) => {
+            let scale = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+            let manager = field_manager(&ctx);
+            let u = Update {
+                res: &ctx.res,
+                namespace: ctx.namespace(),
+                name: ctx.name(),
+                part: Part::Main,
+                dry_run: ctx.dry_run()?,
+                manager: Some(&manager),
+            };
+            let old = ctx.current().await?;
+            if let Some(rv) = scale
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                && old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    != Some(rv)
+            {
+                return Err(ApiError::modified(ctx.gr(), ctx.name()));
+            }
+            let new = apply_scale(&ctx.res, &old, &scale)?;
+            let obj = write_update(&ctx.state, &u, &old, new).await?;
+            Ok(body::json_response(
+                StatusCode::OK,
+                &scale_of(&ctx.res, &obj),
+            ))
+        }
+        (Subresource::Binding, Verb::Create) => {
+            let binding = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if node.is_empty() {
+                return Err(ApiError::invalid(
+                    "",
+                    "Binding",
+                    ctx.name(),
+                    vec![StatusCause {
+                        reason: "FieldValueRequired".into(),
+                        message: "target.name: Required value".into(),
+                        field: "target.name".into(),
+                    }],
+                ));
+            }
+            let current = ctx.current().await?;
+            let bound = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !bound.is_empty() {
+                return Err(ApiError::conflict(
+                    ctx.gr(),
+                    ctx.name(),
+                    &format!("pod {} is already assigned to node \"{bound}\"", ctx.name()),
+                ));
+            }
+            let name = ctx.name().to_string();
+            system_update(
+                &ctx.state,
+                &ctx.res,
+                ctx.namespace(),
+                &name,
+                Part::Main,
+                |pod| {
+                    let mut p = pod.clone();
+                    p["spec"]["nodeName"] = json!(node);
+                    Some(p)
+                },
+            )
+            .await?;
+            Ok(body::json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
+        (Subresource::Finalize, Verb::Update) => {
+            let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
+            let finalizers = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            let name = ctx.name().to_string();
+            let obj = system_update(&ctx.state, &ctx.res, None, &name, Part::Main, |ns| {
+                let mut n = ns.clone();
+                n["spec"]["finalizers"] = finalizers.clone();
+                Some(n)
+            })
+            .await?;
+            let obj = match obj {
+                Some(o) => o,
+                None => (*ctx.current().await?).clone(),
+            };
+            Ok(respond_object(&ctx, StatusCode::OK, &obj))
+        }
+        (Subresource::Log | Subresource::Exec, _) => Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!(
+                "pod {:?} has no node agent serving {}: start `ledge agent` on a node",
+                ctx.name(),
+                sub.name()
+            ),
+        )),
+        (Subresource::Eviction, Verb::Create) => {
+            super::delete::delete(ctx, bytes::Bytes::from_static(b"{}")).await
+        }
+        _ => Err(ApiError::method_not_allowed(
+            ctx.info.verb.as_str(),
+            ctx.gr(),
+        )),
+    }
+}
