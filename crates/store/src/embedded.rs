@@ -42,6 +42,9 @@ pub struct EmbeddedOptions {
     pub max_batch: usize,
     /// How many events a watcher may have undelivered before it falls back to history.
     pub watch_buffer: usize,
+    /// Bytes of redb's page cache. The API server answers reads from its own watch cache, so
+    /// the store needs little; redb's default (1 GiB) would only grow the resident set.
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -50,6 +53,7 @@ impl Default for EmbeddedOptions {
             history: 10_000,
             max_batch: 1024,
             watch_buffer: 1024,
+            cache_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -101,7 +105,10 @@ impl EmbeddedStore {
     /// # Errors
     /// `Backend` if the file cannot be opened, is locked by another process, or is not a store.
     pub fn open(path: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore> {
-        let db = Database::create(path).map_err(backend)?;
+        let db = redb::Builder::new()
+            .set_cache_size(opts.cache_bytes)
+            .create(path)
+            .map_err(backend)?;
         let revision = prepare(&db)?;
         let db = Arc::new(db);
         let hub = Arc::new(Hub::new(revision, opts.history, opts.watch_buffer));

@@ -107,11 +107,31 @@ pub async fn list(ctx: Ctx) -> Result<Response<Body>, ApiError> {
             &table::table_with(&ctx.res, page, meta, true, full),
         ));
     }
-    let list = json!({
-        "kind": ctx.res.def.list_kind(),
-        "apiVersion": ctx.res.def.api_version(),
-        "metadata": meta,
-        "items": page,
-    });
-    Ok(object_response(StatusCode::OK, &list, ctx.encoding))
+    let list = ListBody {
+        kind: ctx.res.def.list_kind(),
+        api_version: ctx.res.def.api_version(),
+        metadata: meta,
+        items: page,
+    };
+    if ctx.encoding == Encoding::Json {
+        // Serialised straight from the cached objects: no copy of the items into a new tree.
+        let bytes = serde_json::to_vec(&list).unwrap_or_default();
+        return Ok(crate::http::body::bytes_response(
+            StatusCode::OK,
+            "application/json",
+            bytes.into(),
+        ));
+    }
+    let value = serde_json::to_value(&list).unwrap_or_default();
+    Ok(object_response(StatusCode::OK, &value, ctx.encoding))
+}
+
+/// A list response, serialised without copying its items.
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: &'a [&'a Value],
 }
