@@ -1,0 +1,101 @@
+//! `ledge-bench`: issue 2's benchmarks. Starts a `ledge server` and then an `etcd` baseline on
+//! loopback, runs the same workload against each (memory, create/get/list throughput and
+//! latency, watch fan-out, disk writes per update), prints both side by side with ratios and
+//! writes `bench/RESULTS.md`. `bench/run` builds everything and calls this; run that instead.
+
+mod etcd;
+mod kube;
+mod ledge;
+mod load;
+mod plan;
+mod proc;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+/// Everything but a full run is guarded by this: a hung server cannot keep the harness alive.
+const OVERALL_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+/// Benchmark ledge against an etcd baseline (see bench/README.md).
+#[derive(Parser)]
+#[command(name = "ledge-bench")]
+struct Cli {
+    /// The `ledge` binary to measure (a release build).
+    #[arg(long)]
+    ledge: PathBuf,
+    /// The `etcd` binary of the baseline.
+    #[arg(long, default_value = "etcd")]
+    etcd: PathBuf,
+    /// Scratch directory for data directories, logs and the pid file (must be on disk, not
+    /// tmpfs, for the disk-write figures).
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// Write the Markdown report here.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// The command line to quote in the report.
+    #[arg(long, default_value = "ledge-bench")]
+    command: String,
+    /// The ledge source revision to quote in the report.
+    #[arg(long, default_value = "unknown")]
+    source: String,
+    #[command(flatten)]
+    plan: plan::Plan,
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cli.work_dir)
+        .with_context(|| format!("create {}", cli.work_dir.display()))?;
+    let machine = proc::Machine::read();
+    println!("== ledge ({})", cli.ledge.display());
+    let ledge = ledge::bench(&cli.ledge, &cli.work_dir, &cli.plan).await?;
+    println!("== etcd baseline ({})", cli.etcd.display());
+    let etcd = etcd::bench(
+        &cli.etcd,
+        &cli.work_dir,
+        &cli.plan,
+        ledge.update_object_bytes,
+    )
+    .await?;
+    let report = report::Report {
+        machine: &machine,
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        command: &cli.command,
+        source: &cli.source,
+        plan: &cli.plan,
+        ledge: &ledge,
+        etcd: &etcd,
+    };
+    println!(
+        "\n{}\n{}\n{}",
+        report.table(),
+        report.goals_table(),
+        report.cpu_note()
+    );
+    if let Some(path) = &cli.results {
+        std::fs::write(path, report.markdown())
+            .with_context(|| format!("write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Leaving `run` early (an error, Ctrl-C, SIGTERM, the overall limit) drops the servers it
+    // started, which kills them.
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = run(&cli) => result,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = term.recv() => bail!("terminated"),
+            _ = tokio::time::sleep(OVERALL_LIMIT) => bail!("gave up after {OVERALL_LIMIT:?}"),
+        }
+    })
+}
