@@ -23,6 +23,12 @@ async fn ensure(
     else {
         return Err(ApiError::internal(format!("{plural} is not registered")));
     };
+    // On a restart the objects exist already: creating them again would fail admission (the
+    // `kubernetes` Service's ClusterIP is taken — by itself) rather than with AlreadyExists.
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    if state.cache.get(&res.def.key(ns, name)).is_some() {
+        return Ok(());
+    }
     match create_object(state, &res, ns, obj, false, None).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
