@@ -43,6 +43,17 @@ pub struct Change {
     pub object: Arc<Value>,
     /// The object before the change.
     pub prev: Option<Arc<Value>>,
+    /// The object as JSON, encoded once and shared by every watcher that sends it.
+    json: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Change {
+    /// The object serialised as JSON (computed on first use, then shared).
+    pub fn object_json(&self) -> &bytes::Bytes {
+        self.json.get_or_init(|| {
+            bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())
+        })
+    }
 }
 
 struct Inner {
@@ -171,6 +182,7 @@ impl Cache {
             revision,
             object: decoded,
             prev,
+            json: std::sync::OnceLock::new(),
         });
         inner.history.push_back(change.clone());
         while inner.history.len() > self.capacity {

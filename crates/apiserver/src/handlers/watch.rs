@@ -36,7 +36,7 @@ struct Encoder {
 
 impl Encoder {
     fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
-        let object = if self.encoding == Encoding::Table && kind != "ERROR" && kind != "BOOKMARK" {
+        if self.encoding == Encoding::Table && kind != "ERROR" && kind != "BOOKMARK" {
             let rv = obj
                 .pointer("/metadata/resourceVersion")
                 .cloned()
@@ -48,13 +48,23 @@ impl Encoder {
                 !self.sent_headers,
             );
             self.sent_headers = true;
-            t
-        } else {
-            obj.clone()
-        };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
+            let mut line =
+                serde_json::to_vec(&json!({"type": kind, "object": t})).unwrap_or_default();
+            line.push(b'\n');
+            return Bytes::from(line);
+        }
+        let object = serde_json::to_vec(obj).unwrap_or_default();
+        Self::line(kind, &object)
+    }
+
+    /// `{"type":KIND,"object":OBJECT}` + newline, around an already encoded object.
+    fn line(kind: &str, object_json: &[u8]) -> Bytes {
+        let mut line = Vec::with_capacity(object_json.len() + kind.len() + 24);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(object_json);
+        line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }
 
@@ -265,5 +275,9 @@ fn encode_change(
             (false, false) => None,
         },
     }?;
+    if enc.encoding == Encoding::Json {
+        // Every plain-JSON watcher shares one encoding of the object.
+        return Some(Encoder::line(kind, change.object_json()));
+    }
     Some(enc.event(kind, &change.object))
 }
