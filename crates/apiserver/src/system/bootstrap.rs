@@ -25,7 +25,10 @@ async fn ensure(
     };
     // On a restart the objects exist already: creating them again would fail admission (the
     // `kubernetes` Service's ClusterIP is taken — by itself) rather than with AlreadyExists.
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if state.cache.get(&res.def.key(ns, name)).is_some() {
         return Ok(());
     }
