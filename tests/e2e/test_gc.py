@@ -1,9 +1,8 @@
 """Garbage collection through ownerReferences, with the three propagation policies."""
 
 import json
-import time
 
-import pytest
+from e2e_util import wait_until
 
 
 def make_owner_and_dependent(kubectl, ns, owner, dependent):
@@ -22,15 +21,6 @@ def make_owner_and_dependent(kubectl, ns, owner, dependent):
 
 def exists(kubectl, ns, name):
     return kubectl("get", "cm", name, "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip() != ""
-
-
-def wait_until(predicate, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_background_deletion_removes_dependents(kubectl, ns):

@@ -3,10 +3,11 @@ upstream-style FailedScheduling event. Nodes here are API objects only (no agent
 tainted so that only this module's pods, which tolerate the taint, are placed on them."""
 
 import json
-import time
 import uuid
 
 import pytest
+
+from e2e_util import wait_until
 
 TAINT_KEY = "ledge.dev/e2e-scheduler"
 
@@ -42,16 +43,6 @@ def pod(name, tag, cpu="100m", selector=None, priority_class=None):
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
 
 
-def wait_for(fn, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def node_of(kubectl, ns, name):
     return kubectl("get", "pod", name, "-n", ns, "-o", "jsonpath={.spec.nodeName}").stdout.strip()
 
@@ -64,9 +55,9 @@ def test_pending_pod_is_bound_to_a_fitting_node(kubectl, ns, nodes):
     tag, names = nodes
     try:
         kubectl("create", "-n", ns, "-f", "-", input=pod("big", tag, cpu="4"))
-        assert wait_for(lambda: node_of(kubectl, ns, "big"), "the pod to be bound") == names[2]
+        assert wait_until(lambda: node_of(kubectl, ns, "big"), "the pod to be bound") == names[2]
         kubectl("create", "-n", ns, "-f", "-", input=pod("zoned", tag, selector={"zone": "a"}))
-        assert wait_for(lambda: node_of(kubectl, ns, "zoned"), "the pod to be bound") in names[:2]
+        assert wait_until(lambda: node_of(kubectl, ns, "zoned"), "the pod to be bound") in names[:2]
         events = kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=big,reason=Scheduled",
                          "-o", "jsonpath={.items[*].message}").stdout
         assert f"Successfully assigned {ns}/big to {names[2]}" in events
@@ -84,7 +75,7 @@ def test_unschedulable_pod_gets_failed_scheduling_event(kubectl, ns, nodes):
                           "-o", "jsonpath={.items[*].message}").stdout
             return out.strip()
 
-        msg = wait_for(message, "a FailedScheduling event")
+        msg = wait_until(message, "a FailedScheduling event")
         assert msg == "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 2 Insufficient cpu." \
             or msg.startswith("0/"), msg
         assert "2 Insufficient cpu" in msg, msg
@@ -93,7 +84,7 @@ def test_unschedulable_pod_gets_failed_scheduling_event(kubectl, ns, nodes):
         assert {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}.items() <= cond[0].items()
         # Relaxing the selector (a new pod) schedules fine on the large node.
         kubectl("create", "-n", ns, "-f", "-", input=pod("fits", tag, cpu="2"))
-        assert wait_for(lambda: node_of(kubectl, ns, "fits"), "the pod to be bound")
+        assert wait_until(lambda: node_of(kubectl, ns, "fits"), "the pod to be bound")
     finally:
         force_delete_pods(kubectl, ns)
 
@@ -116,11 +107,11 @@ def test_priority_class_sets_pod_priority(kubectl, ns, nodes):
 def test_pods_of_a_deleted_node_are_garbage_collected(kubectl, ns, nodes):
     tag, names = nodes
     kubectl("create", "-n", ns, "-f", "-", input=pod("stranded", tag, cpu="4"))
-    assert wait_for(lambda: node_of(kubectl, ns, "stranded"), "the pod to be bound") == names[2]
+    assert wait_until(lambda: node_of(kubectl, ns, "stranded"), "the pod to be bound") == names[2]
     # A bound pod is deleted gracefully: it waits for its node agent ...
     kubectl("delete", "pod", "stranded", "-n", ns, "--wait=false")
     assert kubectl("get", "pod", "stranded", "-n", ns, "-o", "jsonpath={.metadata.deletionTimestamp}").stdout
     # ... until the node itself is removed; then nothing can stop it and it is collected.
     kubectl("delete", "node", names[2])
-    wait_for(lambda: kubectl("get", "pod", "stranded", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip() == "",
+    wait_until(lambda: kubectl("get", "pod", "stranded", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip() == "",
              "the orphaned pod to be deleted")
