@@ -25,9 +25,7 @@ pub const LEASE_DURATION_SECONDS: u64 = 40;
 
 /// A Kubernetes MicroTime for now (`2024-01-01T00:00:00.000000Z`).
 pub fn micro_time() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    ledge_api::time::format_micro_time(chrono::Utc::now())
 }
 
 /// The Lease of a node, owned by it.
@@ -237,10 +235,7 @@ impl Heartbeat {
     }
 }
 
-/// Now, RFC 3339 with seconds (condition times are metav1.Time).
-pub fn chrono_now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+pub use ledge_api::time::now as chrono_now;
 
 #[cfg(test)]
 mod tests {

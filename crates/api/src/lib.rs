@@ -7,6 +7,7 @@ pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod status;
+pub mod time;
 pub mod validation;
 
 pub use resource::{ResourceDef, Subresource};

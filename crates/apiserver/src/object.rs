@@ -95,10 +95,7 @@ pub fn is_deleting(obj: &Value) -> bool {
     meta_str(obj, "deletionTimestamp").is_some()
 }
 
-/// The current time in Kubernetes' `metav1.Time` form (RFC 3339, seconds, `Z`).
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+pub use ledge_api::time::now as now_rfc3339;
 
 /// The object with only the content compared for generation bumps (no metadata, no status).
 pub fn spec_part(obj: &Value) -> Map<String, Value> {

@@ -165,7 +165,4 @@ impl EventRecorder {
     }
 }
 
-/// The current time as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
-pub fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+pub use ledge_api::time::now;

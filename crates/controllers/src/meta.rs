@@ -123,7 +123,7 @@ pub fn set(obj: &mut Value, path: &[&str], value: Value) {
 
 /// Format a time the way the API does.
 pub fn format_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    ledge_api::time::format_time(t)
 }
 
 /// Orders objects by creation time, then name (upstream `ByCreationTimestamp` tie-break).

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ledge_api::time::now;
 use ledge_controller::kinds::{EVENT, NODE, POD};
 use ledge_controller::{Client, Informer, ObjectKey};
 use serde_json::{Value, json};
@@ -351,10 +352,6 @@ impl Scheduler {
             Err(e) => tracing::debug!(error = %e, "could not record event"),
         }
     }
-}
-
-fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]

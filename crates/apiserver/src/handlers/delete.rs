@@ -167,7 +167,7 @@ pub async fn delete_object(
             let at = chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0));
             meta.insert(
                 "deletionTimestamp".into(),
-                json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                json!(ledge_api::time::format_time(at)),
             );
             meta.insert(
                 "deletionGracePeriodSeconds".into(),
