@@ -181,7 +181,7 @@ fn phase(plan: &Plan, max_ops: usize, secs: Option<u64>) -> Phase {
 }
 
 /// Wait (at most 60 s) for the kubeconfig and an authenticated `/readyz`.
-async fn wait_ready(server: &mut Server, data: &Path) -> anyhow::Result<KubeConfig> {
+pub async fn wait_ready(server: &mut Server, data: &Path) -> anyhow::Result<KubeConfig> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last_error = String::new();
     while Instant::now() < deadline {

@@ -10,6 +10,7 @@ mod load;
 mod plan;
 mod proc;
 mod report;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,11 +46,21 @@ struct Cli {
     source: String,
     #[command(flatten)]
     plan: plan::Plan,
+    /// Run only the scheduler throughput benchmark (5,000 nodes, 50,000 pods; see
+    /// `src/scheduler.rs`) instead of the API server against etcd.
+    #[arg(long)]
+    scheduler: bool,
+    #[command(flatten)]
+    sched: scheduler::SchedPlan,
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.work_dir)
         .with_context(|| format!("create {}", cli.work_dir.display()))?;
+    if cli.scheduler {
+        println!("== ledge scheduler ({})", cli.ledge.display());
+        return scheduler::bench(&cli.ledge, &cli.work_dir, &cli.sched).await;
+    }
     let machine = proc::Machine::read();
     println!("== ledge ({})", cli.ledge.display());
     let ledge = ledge::bench(&cli.ledge, &cli.work_dir, &cli.plan).await?;

@@ -1,6 +1,6 @@
-//! `ledge`: one binary for the control plane (`ledge server`), the node agent (`ledge agent`)
-//! and their tools (`ledge token`, `ledge kubeconfig`). Parses flags and hands over to
-//! `ledge-app`.
+//! `ledge`: one binary for the control plane (`ledge server`), the node agent (`ledge agent`),
+//! both at once (`ledge up`) and their tools (`ledge token`, `ledge kubeconfig`, `ledge image`).
+//! Parses flags and hands over to `ledge-app`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -18,6 +18,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a single-node cluster: the control plane and a node agent in one process.
+    Up {
+        /// Base directory: the server keeps its state in DIR/server, the node in DIR/agent
+        /// [default: /var/lib/ledge as root, else ~/.ledge]
+        #[arg(long, env = "LEDGE_HOME")]
+        data_dir: Option<PathBuf>,
+        /// HTTPS port of the Kubernetes API.
+        #[arg(long, default_value_t = 6443)]
+        https_listen_port: u16,
+        /// Address the API listens on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind_address: IpAddr,
+        /// Node name [default: the host name].
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Node label key=value (repeatable).
+        #[arg(long = "node-label")]
+        node_label: Vec<String>,
+        /// First delay before a failed container is restarted; it doubles on each crash up to
+        /// 30 times this (kubelet: 10s up to 5m).
+        #[arg(long, default_value = "10s", value_parser = ledge_app::parse_duration)]
+        restart_backoff: Duration,
+    },
     /// Run the control plane: the Kubernetes API over HTTPS on an embedded store.
     Server {
         /// Data directory for the store, certificates and admin kubeconfig
@@ -37,12 +60,22 @@ enum Command {
         /// older ones get "410 Expired" and relist.
         #[arg(long, default_value_t = 10_000)]
         watch_history: usize,
+        /// How long a node's Lease may go unrenewed before the node is marked Unknown and
+        /// tainted unreachable (seconds, or a duration such as 40s, 2m). Pods are not evicted
+        /// for it unless they tolerate the taint with tolerationSeconds.
+        #[arg(long, default_value = "40s", value_parser = grace_period)]
+        node_monitor_grace_period: Duration,
     },
     /// Print the admin kubeconfig of a server's data directory.
     Kubeconfig {
         /// The server's data directory [default: as for `ledge server`].
         #[arg(long, env = "LEDGE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+    },
+    /// Manage the node's image store: Wasm modules, components and executables pods run.
+    Image {
+        #[command(subcommand)]
+        command: ImageCli,
     },
     /// Manage join tokens (run beside `ledge server`).
     Token {
@@ -76,6 +109,39 @@ enum Command {
         /// How often the node Lease is renewed.
         #[arg(long, default_value = "10s", value_parser = ledge_app::parse_duration)]
         lease_interval: Duration,
+        /// First delay before a failed container is restarted; it doubles on each crash up to
+        /// 30 times this (kubelet: 10s up to 5m).
+        #[arg(long, default_value = "10s", value_parser = ledge_app::parse_duration)]
+        restart_backoff: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCli {
+    /// Import a Wasm module, a Wasm component or a native executable as an image.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+        /// The reference pods name in `image:` (e.g. hello:1).
+        #[arg(long)]
+        name: String,
+        /// The agent's data directory [default: /var/lib/ledge/agent as root, else ~/.ledge/agent]
+        #[arg(long, env = "LEDGE_AGENT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// List the images on this node.
+    List {
+        /// The agent's data directory [default: as for import].
+        #[arg(long, env = "LEDGE_AGENT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Remove an image reference from this node.
+    Rm {
+        /// The reference.
+        name: String,
+        /// The agent's data directory [default: as for import].
+        #[arg(long, env = "LEDGE_AGENT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -109,6 +175,18 @@ enum TokenCommand {
     },
 }
 
+/// Whole seconds (`40`) or a duration (`40s`, `2m`); never zero.
+fn grace_period(text: &str) -> Result<Duration, String> {
+    let d = match text.trim().parse::<u64>() {
+        Ok(n) => Duration::from_secs(n),
+        Err(_) => ledge_app::parse_duration(text)?,
+    };
+    if d.is_zero() {
+        return Err("the grace period must be longer than zero".into());
+    }
+    Ok(d)
+}
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -122,7 +200,7 @@ fn init_logging(default: &str) {
 fn main() {
     let cli = Cli::parse();
     // The agent says what it does (joining, registering, reconnecting); the rest stays quiet.
-    let agent = matches!(cli.command, Command::Agent { .. });
+    let agent = matches!(cli.command, Command::Agent { .. } | Command::Up { .. });
     init_logging(if agent {
         "warn,ledge_agent=info,ledge_app=info"
     } else {
@@ -145,6 +223,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             bind_address,
             tls_san,
             watch_history,
+            node_monitor_grace_period,
         } => {
             let opts = ledge_app::ServerOptions {
                 data_dir: server_dir(data_dir),
@@ -152,8 +231,56 @@ fn run(command: Command) -> anyhow::Result<()> {
                 bind: bind_address,
                 tls_sans: tls_san,
                 watch_history,
+                node_monitor_grace_period,
             };
             runtime()?.block_on(ledge_app::run_server(opts))
+        }
+        Command::Up {
+            data_dir,
+            https_listen_port,
+            bind_address,
+            node_name,
+            node_label,
+            restart_backoff,
+        } => {
+            let base = data_dir.unwrap_or_else(|| {
+                let server = ledge_app::default_server_dir();
+                server.parent().map(PathBuf::from).unwrap_or(server)
+            });
+            let opts = ledge_app::UpOptions {
+                server: ledge_app::ServerOptions {
+                    data_dir: base.join("server"),
+                    port: https_listen_port,
+                    bind: bind_address,
+                    tls_sans: Vec::new(),
+                    watch_history: 10_000,
+                    node_monitor_grace_period: Duration::from_secs(40),
+                },
+                data_dir: base,
+                node_name,
+                node_labels: node_label,
+                restart_backoff,
+            };
+            runtime()?.block_on(ledge_app::run_up(opts))
+        }
+        Command::Image { command } => {
+            let agent_dir = |d: Option<PathBuf>| d.unwrap_or_else(ledge_app::default_agent_dir);
+            let (dir, cmd) = match command {
+                ImageCli::Import {
+                    file,
+                    name,
+                    data_dir,
+                } => (
+                    agent_dir(data_dir),
+                    ledge_app::ImageCommand::Import { file, name },
+                ),
+                ImageCli::List { data_dir } => (agent_dir(data_dir), ledge_app::ImageCommand::List),
+                ImageCli::Rm { name, data_dir } => (
+                    agent_dir(data_dir),
+                    ledge_app::ImageCommand::Remove { name },
+                ),
+            };
+            ledge_app::run_image(&dir, cmd)
         }
         Command::Kubeconfig { data_dir } => ledge_app::print_kubeconfig(&server_dir(data_dir)),
         Command::Token { command } => match command {
@@ -187,6 +314,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             node_taint,
             node_ip,
             lease_interval,
+            restart_backoff,
         } => {
             let opts = ledge_app::AgentCliOptions {
                 server,
@@ -197,6 +325,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 node_taints: node_taint,
                 node_ip,
                 lease_interval,
+                restart_backoff,
             };
             runtime()?.block_on(ledge_app::run_agent(opts))
         }

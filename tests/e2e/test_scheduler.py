@@ -1,6 +1,8 @@
 """The scheduler: pending pods are bound to fitting nodes; pods that fit nowhere get the
-upstream-style FailedScheduling event. Nodes here are API objects only (no agent runs), each
-tainted so that only this module's pods, which tolerate the taint, are placed on them."""
+upstream-style FailedScheduling event; topology spread, RuntimeClasses and preemption work as
+upstream. Nodes here are API objects only (no agent runs), each tainted so that only this
+module's pods, which tolerate the taint, are placed on them; they offer the `wasm` and
+`process` runtimes through the labels a node agent would set."""
 
 import json
 import uuid
@@ -10,37 +12,61 @@ import pytest
 from e2e_util import wait_until
 
 TAINT_KEY = "ledge.dev/e2e-scheduler"
+RUNTIMES = {"node.ledge.dev/runtime.wasm": "true", "node.ledge.dev/runtime.process": "true"}
 
 
-@pytest.fixture
-def nodes(kubectl):
-    """Three fake nodes: two small ones labelled zone=a, one large one labelled zone=b."""
+def make_nodes(kubectl, specs):
+    """Create fake nodes from (suffix, labels, cpu) triples; returns (tag, names)."""
     tag = uuid.uuid4().hex[:6]
     names = []
-    for name, zone, cpu in [(f"sched-{tag}-1", "a", "1"), (f"sched-{tag}-2", "a", "1"), (f"sched-{tag}-3", "b", "8")]:
+    for suffix, labels, cpu in specs:
+        name = f"sched-{tag}-{suffix}"
         kubectl("create", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"zone": zone, "kubernetes.io/hostname": name, "e2e": tag}},
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "e2e": tag, **labels}},
             "spec": {"taints": [{"key": TAINT_KEY, "value": tag, "effect": "NoSchedule"}]},
         }))
         kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps({
             "status": {"allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
                        "capacity": {"cpu": cpu, "memory": "4Gi", "pods": "110"}}}))
         names.append(name)
-    yield tag, names
+    return tag, names
+
+
+def delete_nodes(kubectl, names):
     for name in names:
         kubectl("delete", "node", name, "--wait=false", check=False)
 
 
-def pod(name, tag, cpu="100m", selector=None, priority_class=None):
+@pytest.fixture
+def nodes(kubectl):
+    """Three fake nodes: two small ones labelled zone=a, one large one labelled zone=b."""
+    tag, names = make_nodes(kubectl, [("1", {"zone": "a", **RUNTIMES}, "1"), ("2", {"zone": "a", **RUNTIMES}, "1"),
+                                      ("3", {"zone": "b", **RUNTIMES}, "8")])
+    yield tag, names
+    delete_nodes(kubectl, names)
+
+
+def pod(name, tag, cpu="100m", selector=None, priority_class=None, labels=None, **spec_extra):
     spec = {
         "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}],
         "tolerations": [{"key": TAINT_KEY, "operator": "Equal", "value": tag, "effect": "NoSchedule"}],
         "nodeSelector": {"e2e": tag, **(selector or {})},
+        **spec_extra,
     }
     if priority_class:
         spec["priorityClassName"] = priority_class
-    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
+                       "spec": spec})
+
+
+def events(kubectl, ns, name, reason):
+    return kubectl("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name},reason={reason}",
+                   "-o", "jsonpath={.items[*].message}").stdout.strip()
+
+
+def pod_json(kubectl, ns, name):
+    return json.loads(kubectl("get", "pod", name, "-n", ns, "-o", "json").stdout)
 
 
 def node_of(kubectl, ns, name):
@@ -115,3 +141,182 @@ def test_pods_of_a_deleted_node_are_garbage_collected(kubectl, ns, nodes):
     kubectl("delete", "node", names[2])
     wait_until(lambda: kubectl("get", "pod", "stranded", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip() == "",
              "the orphaned pod to be deleted")
+
+
+# --- topology spread ---------------------------------------------------------------------------
+
+@pytest.fixture
+def zones(kubectl):
+    """Three fake nodes in zones a, b, c; zone a's node is far larger, so without spreading
+    every pod would go there (least allocated)."""
+    tag, names = make_nodes(kubectl, [("a", {"zone": "a", **RUNTIMES}, "64"), ("b", {"zone": "b", **RUNTIMES}, "2"),
+                                      ("c", {"zone": "c", **RUNTIMES}, "2")])
+    yield tag, names
+    delete_nodes(kubectl, names)
+
+
+def test_topology_spread_constraints_spread_pods_over_zones(kubectl, ns, zones):
+    tag, names = zones
+    spread = [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"app": "spread"}}}]
+    try:
+        for i in range(6):
+            kubectl("create", "-n", ns, "-f", "-",
+                    input=pod(f"s{i}", tag, labels={"app": "spread"}, topologySpreadConstraints=spread))
+        placed = [wait_until(lambda i=i: node_of(kubectl, ns, f"s{i}"), "the pod to be bound") for i in range(6)]
+        assert sorted(placed.count(n) for n in names) == [2, 2, 2], placed
+        # A constraint on a key no node has: every node is rejected, with upstream's reason.
+        rack = [{"maxSkew": 1, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule",
+                 "labelSelector": {"matchLabels": {"app": "spread"}}}]
+        kubectl("create", "-n", ns, "-f", "-",
+                input=pod("norack", tag, labels={"app": "spread"}, topologySpreadConstraints=rack))
+        msg = wait_until(lambda: events(kubectl, ns, "norack", "FailedScheduling"), "a FailedScheduling event")
+        assert "3 node(s) didn't match pod topology spread constraints (missing required label)" in msg, msg
+        # ScheduleAnyway only prefers: with zone a holding one more pod, the next pod avoids it.
+        soft = [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": {"matchLabels": {"app": "soft"}}}]
+        kubectl("create", "-n", ns, "-f", "-",
+                input=pod("soft0", tag, labels={"app": "soft"}, selector={"zone": "a"}))
+        assert wait_until(lambda: node_of(kubectl, ns, "soft0"), "the pod to be bound") == names[0]
+        kubectl("create", "-n", ns, "-f", "-",
+                input=pod("soft1", tag, labels={"app": "soft"}, topologySpreadConstraints=soft))
+        assert wait_until(lambda: node_of(kubectl, ns, "soft1"), "the pod to be bound") != names[0]
+    finally:
+        force_delete_pods(kubectl, ns)
+
+
+# --- runtime classes ---------------------------------------------------------------------------
+
+@pytest.fixture
+def runtime_nodes(kubectl):
+    """A large node offering only the process runtime, a small one offering only wasm."""
+    tag, names = make_nodes(kubectl, [("proc", {"node.ledge.dev/runtime.process": "true"}, "16"),
+                                      ("wasm", {"node.ledge.dev/runtime.wasm": "true"}, "1")])
+    yield tag, names
+    delete_nodes(kubectl, names)
+
+
+def test_runtime_classes_exist_and_default_to_wasm(kubectl, ns, runtime_nodes):
+    tag, (proc_node, wasm_node) = runtime_nodes
+    for rc in ("wasm", "process"):
+        assert kubectl("get", "runtimeclass", rc, "-o", "jsonpath={.handler}").stdout == rc
+    try:
+        # No runtimeClassName: admission sets the cluster default, and the pod goes to the
+        # only node that offers it, although the other has far more room.
+        kubectl("create", "-n", ns, "-f", "-", input=pod("plain", tag))
+        assert pod_json(kubectl, ns, "plain")["spec"]["runtimeClassName"] == "wasm"
+        assert wait_until(lambda: node_of(kubectl, ns, "plain"), "the pod to be bound") == wasm_node
+        kubectl("create", "-n", ns, "-f", "-", input=pod("proc", tag, runtimeClassName="process"))
+        assert wait_until(lambda: node_of(kubectl, ns, "proc"), "the pod to be bound") == proc_node
+        # Pinned to the node without the runtime: unschedulable, with the runtime as reason.
+        kubectl("create", "-n", ns, "-f", "-",
+                input=pod("pinned", tag, selector={"kubernetes.io/hostname": proc_node}))
+        msg = wait_until(lambda: events(kubectl, ns, "pinned", "FailedScheduling"), "a FailedScheduling event")
+        assert "1 node(s) didn't support runtime class \"wasm\"" in msg, msg
+        assert "Preemption is not helpful for scheduling" in msg, msg
+        assert node_of(kubectl, ns, "pinned") == ""
+    finally:
+        force_delete_pods(kubectl, ns)
+
+
+def test_unknown_runtime_class_is_rejected_at_admission(kubectl, ns):
+    out = kubectl("create", "-n", ns, "-f", "-", input=pod("nope", "x", runtimeClassName="does-not-exist"),
+                  check=False)
+    assert out.returncode != 0
+    assert 'pod rejected: RuntimeClass "does-not-exist" not found' in out.stderr, out.stderr
+
+
+def test_runtime_class_overhead_and_scheduling_are_merged(kubectl, ns, runtime_nodes):
+    tag, (proc_node, _) = runtime_nodes
+    rc = f"e2e-edge-{tag}"
+    kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": rc}, "handler": "process",
+        "overhead": {"podFixed": {"cpu": "250m", "memory": "64Mi"}},
+        "scheduling": {"nodeSelector": {"kubernetes.io/hostname": proc_node},
+                       "tolerations": [{"key": "ledge.dev/edge", "operator": "Exists"}]}}))
+    try:
+        kubectl("create", "-n", ns, "-f", "-", input=pod("edge", tag, runtimeClassName=rc))
+        spec = pod_json(kubectl, ns, "edge")["spec"]
+        assert spec["overhead"] == {"cpu": "250m", "memory": "64Mi"}
+        assert spec["nodeSelector"]["kubernetes.io/hostname"] == proc_node
+        assert {"key": "ledge.dev/edge", "operator": "Exists"} in spec["tolerations"]
+        assert wait_until(lambda: node_of(kubectl, ns, "edge"), "the pod to be bound") == proc_node
+        # A conflicting node selector is refused, as upstream.
+        out = kubectl("create", "-n", ns, "-f", "-", check=False,
+                      input=pod("clash", tag, runtimeClassName=rc, selector={"kubernetes.io/hostname": "other"}))
+        assert out.returncode != 0 and "conflict: runtimeClass.scheduling.nodeSelector" in out.stderr, out.stderr
+    finally:
+        force_delete_pods(kubectl, ns)
+        kubectl("delete", "runtimeclass", rc, check=False)
+
+
+# --- preemption --------------------------------------------------------------------------------
+
+@pytest.fixture
+def one_node(kubectl):
+    tag, names = make_nodes(kubectl, [("only", RUNTIMES, "1")])
+    yield tag, names[0]
+    delete_nodes(kubectl, names)
+
+
+@pytest.fixture
+def priorities(kubectl):
+    tag = uuid.uuid4().hex[:6]
+    classes = {"low": (f"e2e-low-{tag}", 10, "PreemptLowerPriority"),
+               "high": (f"e2e-high-{tag}", 1000, "PreemptLowerPriority"),
+               "never": (f"e2e-never-{tag}", 1000, "Never")}
+    for name, value, policy in classes.values():
+        kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+            "value": value, "preemptionPolicy": policy}))
+    yield {k: v[0] for k, v in classes.items()}
+    for name, _, _ in classes.values():
+        kubectl("delete", "priorityclass", name, check=False)
+
+
+def test_high_priority_pod_preempts_a_low_priority_one(kubectl, ns, one_node, priorities):
+    tag, node = one_node
+    try:
+        kubectl("create", "-n", ns, "-f", "-", input=pod("low", tag, cpu="800m", priority_class=priorities["low"]))
+        assert wait_until(lambda: node_of(kubectl, ns, "low"), "the low-priority pod to be bound") == node
+
+        # preemptionPolicy: Never waits instead of evicting.
+        kubectl("create", "-n", ns, "-f", "-", input=pod("polite", tag, cpu="800m", priority_class=priorities["never"]))
+        msg = wait_until(lambda: events(kubectl, ns, "polite", "FailedScheduling"), "a FailedScheduling event")
+        assert "1 Insufficient cpu" in msg and "preemption: not eligible due to preemptionPolicy=Never." in msg, msg
+        assert "deletionTimestamp" not in pod_json(kubectl, ns, "low")["metadata"]
+        kubectl("delete", "pod", "polite", "-n", ns, "--grace-period=0", "--force")
+
+        kubectl("create", "-n", ns, "-f", "-", input=pod("high", tag, cpu="800m", priority_class=priorities["high"]))
+        high = wait_until(lambda: (p := pod_json(kubectl, ns, "high"))["status"].get("nominatedNodeName") and p,
+                          "the preemptor to be nominated")
+        assert high["status"]["nominatedNodeName"] == node
+        assert high["spec"].get("nodeName", "") == ""
+
+        # The victim is marked, told, and deleted gracefully: with no kubelet it stays terminating.
+        victim = wait_until(lambda: (p := pod_json(kubectl, ns, "low"))["metadata"].get("deletionTimestamp") and p,
+                            "the victim to be terminating")
+        target = [c for c in victim["status"]["conditions"] if c["type"] == "DisruptionTarget"]
+        assert target and target[0]["status"] == "True" and target[0]["reason"] == "PreemptionByScheduler", target
+        preempted = wait_until(lambda: events(kubectl, ns, "low", "Preempted"), "a Preempted event")
+        assert preempted == f"Preempted by pod {high['metadata']['uid']} on node {node}"
+        assert node_of(kubectl, ns, "high") == ""
+
+        # The fake kubelet finishes the deletion; the preemptor lands on its nominated node.
+        kubectl("delete", "pod", "low", "-n", ns, "--grace-period=0", "--force")
+        assert wait_until(lambda: node_of(kubectl, ns, "high"), "the preemptor to be bound") == node
+    finally:
+        force_delete_pods(kubectl, ns)
+
+
+def test_lower_priority_pod_cannot_preempt(kubectl, ns, one_node, priorities):
+    tag, node = one_node
+    try:
+        kubectl("create", "-n", ns, "-f", "-", input=pod("big", tag, cpu="800m", priority_class=priorities["high"]))
+        assert wait_until(lambda: node_of(kubectl, ns, "big"), "the pod to be bound") == node
+        kubectl("create", "-n", ns, "-f", "-", input=pod("small", tag, cpu="800m", priority_class=priorities["low"]))
+        msg = wait_until(lambda: events(kubectl, ns, "small", "FailedScheduling"), "a FailedScheduling event")
+        assert "1 Insufficient cpu" in msg and "preemption: " in msg and "1 No preemption victims found for incoming pod" in msg, msg
+        assert "deletionTimestamp" not in pod_json(kubectl, ns, "big")["metadata"]
+    finally:
+        force_delete_pods(kubectl, ns)

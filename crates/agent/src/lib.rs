@@ -18,9 +18,14 @@ pub mod client;
 pub mod error;
 pub mod files;
 pub mod heartbeat;
+pub mod image;
 pub mod join;
+pub mod logs;
 pub mod node;
+pub mod pod;
+pub mod runtime;
 pub mod token;
+pub mod tunnel;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -64,6 +69,10 @@ pub struct AgentOptions {
     pub status_report_interval: Duration,
     /// How long to wait for the node certificate to be signed.
     pub csr_timeout: Duration,
+    /// The runtimes pods can use (`process` built in; `ledge-app` adds `wasm`).
+    pub runtimes: runtime::Runtimes,
+    /// Container restart back-off (kubelet's 10 s doubling to 5 minutes).
+    pub backoff: pod::Backoff,
 }
 
 impl AgentOptions {
@@ -80,6 +89,8 @@ impl AgentOptions {
             lease_interval: Duration::from_secs(10),
             status_report_interval: Duration::from_secs(300),
             csr_timeout: Duration::from_secs(300),
+            runtimes: runtime::Runtimes::builtin(),
+            backoff: pod::Backoff::default(),
         }
     }
 
@@ -127,6 +138,7 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         name: name.clone(),
         labels: opts.node_labels.clone(),
         taints: opts.node_taints.clone(),
+        runtimes: opts.runtimes.names(),
     };
     let dir = opts.data_dir.clone();
     let machine = tokio::task::spawn_blocking(move || facts::gather(&dir))
@@ -158,6 +170,45 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         lease_interval_s = opts.lease_interval.as_secs_f64(),
         "node registered; renewing its lease"
     );
+    let ip = facts::internal_ip(opts.node_ip, client.local_addr());
+    let logs = std::sync::Arc::new(logs::Logs::new(opts.data_dir.join("logs/pods")));
+    let tunnel = tokio::spawn(tunnel::run(
+        client.clone(),
+        logs.clone(),
+        cancel.child_token(),
+    ));
+    let shared = std::sync::Arc::new(pod::Shared {
+        client: std::sync::Arc::new(client.clone()),
+        http: client.clone(),
+        events: ledge_controller::EventRecorder::new(
+            std::sync::Arc::new(client.clone()),
+            "kubelet",
+        ),
+        node_name: name.clone(),
+        node: pod::NodeFacts {
+            host_ip: ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            cpu_millis: i64::try_from(machine.cpus)
+                .unwrap_or(1)
+                .saturating_mul(1000),
+            memory_bytes: machine
+                .memory_kib
+                .and_then(|k| i64::try_from(k.saturating_mul(1024)).ok())
+                .unwrap_or(0),
+        },
+        runtimes: opts.runtimes.clone(),
+        images: image::ImageStore::new(&opts.data_dir),
+        pods_dir: opts.data_dir.join("pods"),
+        logs: logs.clone(),
+        backoff: opts.backoff,
+    });
+    let pods_client = client.with_field_selector(&format!("spec.nodeName={name}"));
+    let pods = tokio::spawn(pod::run(
+        shared,
+        std::sync::Arc::new(pods_client),
+        cancel.child_token(),
+    ));
     let heartbeat = heartbeat::Heartbeat {
         client,
         node: name,
@@ -168,5 +219,7 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         report_every: opts.status_report_interval,
     };
     heartbeat.run(status, cancel.clone()).await;
+    let _ = pods.await;
+    let _ = tunnel.await;
     Ok(())
 }

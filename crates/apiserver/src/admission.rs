@@ -1,5 +1,6 @@
 //! Admission steps that need cluster state, run on create after validation: ClusterIP and
-//! NodePort allocation for Services. Kept apart from the per-kind strategies, which are pure.
+//! NodePort allocation for Services; priority and RuntimeClass resolution for Pods. Kept
+//! apart from the per-kind strategies, which are pure.
 
 use std::collections::HashSet;
 
@@ -23,6 +24,7 @@ pub async fn on_create(state: &ApiState, res: &Resource, obj: &mut Value) -> Res
     }
     if res.def.group.is_empty() && res.def.plural == "pods" {
         resolve_priority(state, obj)?;
+        resolve_runtime_class(state, obj)?;
     }
     Ok(())
 }
@@ -87,6 +89,111 @@ fn resolve_priority(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
                 .or_insert(json!("PreemptLowerPriority"));
         }
     }
+    Ok(())
+}
+
+/// The RuntimeClass a pod without `runtimeClassName` gets, when that class exists: ledge runs
+/// WebAssembly unless a pod asks for another runtime.
+pub const DEFAULT_RUNTIME_CLASS: &str = "wasm";
+
+/// RuntimeClass admission (upstream `plugin/pkg/admission/runtimeclass`): the class must exist;
+/// its `overhead.podFixed` becomes `spec.overhead`; its `scheduling.nodeSelector` and
+/// `scheduling.tolerations` are merged into the pod's, so the scheduler keeps the pod on nodes
+/// that offer the runtime. A pod naming no class gets [`DEFAULT_RUNTIME_CLASS`] (a ledge
+/// departure: upstream leaves it empty, meaning the node's default runtime).
+fn resolve_runtime_class(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
+    let key = |name: &str| format!("/registry/node.k8s.io/runtimeclasses/{name}");
+    let forbidden = |pod: &Value, why: String| {
+        ApiError::forbidden(format!(
+            "pods \"{}\" is forbidden: {why}",
+            object::name(pod)
+        ))
+    };
+    let named = pod
+        .pointer("/spec/runtimeClassName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    let (name, class) = match named {
+        Some(name) => {
+            let Some(class) = state.cache.get(&key(&name)) else {
+                return Err(forbidden(
+                    pod,
+                    format!("pod rejected: RuntimeClass \"{name}\" not found"),
+                ));
+            };
+            (name, class)
+        }
+        None => match state.cache.get(&key(DEFAULT_RUNTIME_CLASS)) {
+            Some(class) => (DEFAULT_RUNTIME_CLASS.to_string(), class),
+            None => return Ok(()),
+        },
+    };
+    let Some(spec) = pod.get("spec").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    let mut spec = spec.clone();
+    spec.insert("runtimeClassName".into(), json!(name));
+    match (class.pointer("/overhead/podFixed"), spec.get("overhead")) {
+        (Some(fixed), Some(given)) if fixed != given => {
+            return Err(forbidden(
+                pod,
+                "pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(forbidden(
+                pod,
+                "pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead"
+                    .into(),
+            ));
+        }
+        (Some(fixed), _) => {
+            spec.insert("overhead".into(), fixed.clone());
+        }
+        (None, None) => {}
+    }
+    if let Some(selector) = class
+        .pointer("/scheduling/nodeSelector")
+        .and_then(Value::as_object)
+    {
+        let merged = spec.entry("nodeSelector").or_insert_with(|| json!({}));
+        if !merged.is_object() {
+            *merged = json!({});
+        }
+        for (k, v) in selector {
+            match merged.get(k) {
+                Some(existing) if existing != v => {
+                    let show = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                    return Err(forbidden(
+                        pod,
+                        format!(
+                            "conflict: runtimeClass.scheduling.nodeSelector[{k}] = {}; pod.spec.nodeSelector[{k}] = {}",
+                            show(v),
+                            show(existing)
+                        ),
+                    ));
+                }
+                _ => {
+                    merged[k] = v.clone();
+                }
+            }
+        }
+    }
+    if let Some(tolerations) = class
+        .pointer("/scheduling/tolerations")
+        .and_then(Value::as_array)
+    {
+        let merged = spec.entry("tolerations").or_insert_with(|| json!([]));
+        if let Some(list) = merged.as_array_mut() {
+            for t in tolerations {
+                if !list.contains(t) {
+                    list.push(t.clone());
+                }
+            }
+        }
+    }
+    pod["spec"] = Value::Object(spec);
     Ok(())
 }
 

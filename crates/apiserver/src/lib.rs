@@ -19,6 +19,7 @@ pub mod schema;
 pub mod state;
 pub mod system;
 pub mod table;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -159,6 +160,7 @@ pub async fn start(
         ca_pem: ca.cert_pem.clone(),
         ca: ca.clone(),
         cancel: cancel.clone(),
+        tunnels: Arc::default(),
     });
     system::bootstrap(&state, addr.port())
         .await

@@ -23,4 +23,6 @@ pub struct ApiState {
     pub ca: Arc<ClusterCa>,
     /// Cancelled on shutdown.
     pub cancel: CancellationToken,
+    /// Node agents' reverse tunnels (logs, exec).
+    pub tunnels: Arc<crate::tunnel::Tunnels>,
 }

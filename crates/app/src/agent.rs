@@ -27,6 +27,8 @@ pub struct AgentCliOptions {
     pub node_ip: Option<IpAddr>,
     /// `--lease-interval`.
     pub lease_interval: Duration,
+    /// `--restart-backoff`: the first delay before a container is restarted.
+    pub restart_backoff: Duration,
 }
 
 /// Turn command-line options into agent options (labels and taints checked here).
@@ -48,7 +50,24 @@ pub fn agent_options(cli: AgentCliOptions) -> anyhow::Result<ledge_agent::AgentO
     opts.node_taints = taints;
     opts.node_ip = cli.node_ip;
     opts.lease_interval = cli.lease_interval;
+    opts.runtimes = runtimes();
+    if cli.restart_backoff.is_zero() {
+        return Err(anyhow!("--restart-backoff must be longer than zero"));
+    }
+    // Doubling up to 30 times the first delay, as kubelet's 10 s → 5 min.
+    opts.backoff.initial = cli.restart_backoff;
+    opts.backoff.max = cli.restart_backoff.saturating_mul(30);
     Ok(opts)
+}
+
+/// The runtimes this build of the agent offers.
+pub fn runtimes() -> ledge_agent::runtime::Runtimes {
+    ledge_agent::runtime::Runtimes::builtin()
+}
+
+/// Their names.
+pub fn runtime_names() -> Vec<&'static str> {
+    runtimes().names()
 }
 
 /// Run `ledge agent` until SIGINT/SIGTERM.

@@ -3,10 +3,14 @@
 //! gracefully. `ledge token` lives in `token.rs`, `ledge agent` in `agent.rs`.
 
 mod agent;
+mod image;
 mod token;
+mod up;
 
 pub use agent::{AgentCliOptions, agent_options, run_agent};
+pub use image::{ImageCommand, run_image};
 pub use token::{TokenOptions, create_token, delete_token, list_tokens, parse_duration};
+pub use up::{UpOptions, run_up};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,8 @@ pub struct ServerOptions {
     pub tls_sans: Vec<String>,
     /// Events kept for watches resuming from a past resourceVersion.
     pub watch_history: usize,
+    /// How long a node's Lease may go unrenewed before the node is marked Unknown.
+    pub node_monitor_grace_period: Duration,
 }
 
 /// The default server data dir: `/var/lib/ledge/server` for root, else `~/.ledge/server`.
@@ -80,54 +86,87 @@ async fn open_store(data_dir: &Path) -> anyhow::Result<EmbeddedStore> {
     .await?
 }
 
+/// A running control plane: API server, controllers, scheduler on the embedded store.
+pub(crate) struct Control {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    store: EmbeddedStore,
+    /// The address the API listens on.
+    pub addr: std::net::SocketAddr,
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+}
+
+impl Control {
+    /// Start everything `ledge server` runs.
+    pub(crate) async fn start(opts: &ServerOptions) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&opts.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {} (choose another with --data-dir)",
+                opts.data_dir.display()
+            )
+        })?;
+        let store = open_store(&opts.data_dir).await?;
+        let cancel = CancellationToken::new();
+        let config = ledge_apiserver::ServerConfig {
+            data_dir: opts.data_dir.clone(),
+            bind: opts.bind,
+            port: opts.port,
+            tls_sans: opts.tls_sans.clone(),
+            watch_history: opts.watch_history,
+        };
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let running = ledge_apiserver::start(config, shared, cancel.clone())
+            .await
+            .with_context(|| {
+                format!("cannot start the API server on {}:{}", opts.bind, opts.port)
+            })?;
+        let client: Arc<dyn ledge_apiserver::ControllerClient> = Arc::new(running.client.clone());
+        let controllers = ledge_controllers::Config {
+            node_monitor_grace_period: opts.node_monitor_grace_period,
+        };
+        ledge_controllers::start(client.clone(), controllers, cancel.child_token());
+        ledge_scheduler::start(client, cancel.child_token());
+        Ok(Self {
+            cancel,
+            task: running.task,
+            store,
+            addr: running.addr,
+            kubeconfig: running.kubeconfig,
+        })
+    }
+
+    /// Stop gracefully, bounded by [`SHUTDOWN_GRACE`].
+    pub(crate) async fn stop(self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.task).await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.store.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("store did not shut down in time");
+        }
+    }
+}
+
 /// Run `ledge server` until SIGINT/SIGTERM.
 pub async fn run_server(opts: ServerOptions) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&opts.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {} (choose another with --data-dir)",
-            opts.data_dir.display()
-        )
-    })?;
-    let store = open_store(&opts.data_dir).await?;
-    let cancel = CancellationToken::new();
-    let config = ledge_apiserver::ServerConfig {
-        data_dir: opts.data_dir.clone(),
-        bind: opts.bind,
-        port: opts.port,
-        tls_sans: opts.tls_sans.clone(),
-        watch_history: opts.watch_history,
-    };
-    let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let running = ledge_apiserver::start(config, shared, cancel.clone())
-        .await
-        .with_context(|| format!("cannot start the API server on {}:{}", opts.bind, opts.port))?;
-    let client: Arc<dyn ledge_apiserver::ControllerClient> = Arc::new(running.client.clone());
-    ledge_controllers::start(client.clone(), cancel.child_token());
-    ledge_scheduler::start(client, cancel.child_token());
-    println!("ledge server is ready on https://{}", running.addr);
+    let control = Control::start(&opts).await?;
+    println!("ledge server is ready on https://{}", control.addr);
     println!("  data dir:   {}", opts.data_dir.display());
-    println!("  kubeconfig: {}", running.kubeconfig.display());
+    println!("  kubeconfig: {}", control.kubeconfig.display());
     println!("try:");
-    println!("  export KUBECONFIG={}", running.kubeconfig.display());
+    println!("  export KUBECONFIG={}", control.kubeconfig.display());
     println!("  kubectl get namespaces");
-    println!(
-        "  kubectl create configmap hello --from-literal=greeting=hi && kubectl get cm hello -o yaml"
-    );
+    println!("  ledge token create   # then on a device: ledge agent --server URL --token TOKEN");
     println!("stop with Ctrl-C");
     wait_for_signal().await;
     println!("shutting down");
-    cancel.cancel();
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, running.task).await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, store.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("store did not shut down in time");
-    }
+    control.stop().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;

@@ -36,6 +36,10 @@ pub mod kinds {
     pub const NODE: Kind = Kind::new("", "v1", "nodes", "Node", false);
     /// core/v1 Event.
     pub const EVENT: Kind = Kind::new("", "v1", "events", "Event", true);
+    /// core/v1 ConfigMap.
+    pub const CONFIG_MAP: Kind = Kind::new("", "v1", "configmaps", "ConfigMap", true);
+    /// core/v1 Secret.
+    pub const SECRET: Kind = Kind::new("", "v1", "secrets", "Secret", true);
     /// core/v1 Service.
     pub const SERVICE: Kind = Kind::new("", "v1", "services", "Service", true);
     /// core/v1 Endpoints.
@@ -46,12 +50,31 @@ pub mod kinds {
     pub const REPLICA_SET: Kind = Kind::new("apps", "v1", "replicasets", "ReplicaSet", true);
     /// apps/v1 DaemonSet.
     pub const DAEMON_SET: Kind = Kind::new("apps", "v1", "daemonsets", "DaemonSet", true);
+    /// apps/v1 ControllerRevision.
+    pub const CONTROLLER_REVISION: Kind = Kind::new(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "ControllerRevision",
+        true,
+    );
     /// batch/v1 Job.
     pub const JOB: Kind = Kind::new("batch", "v1", "jobs", "Job", true);
     /// batch/v1 CronJob.
     pub const CRON_JOB: Kind = Kind::new("batch", "v1", "cronjobs", "CronJob", true);
     /// coordination.k8s.io/v1 Lease.
     pub const LEASE: Kind = Kind::new("coordination.k8s.io", "v1", "leases", "Lease", true);
+    /// node.k8s.io/v1 RuntimeClass.
+    pub const RUNTIME_CLASS: Kind =
+        Kind::new("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", false);
+    /// policy/v1 PodDisruptionBudget.
+    pub const POD_DISRUPTION_BUDGET: Kind = Kind::new(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+    );
     /// discovery.k8s.io/v1 EndpointSlice.
     pub const ENDPOINT_SLICE: Kind = Kind::new(
         "discovery.k8s.io",

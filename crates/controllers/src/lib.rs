@@ -4,21 +4,35 @@
 //!
 //! - [`replicaset`]: keeps a ReplicaSet's pods at `spec.replicas`.
 //! - [`deployment`]: rolls a Deployment's template out through ReplicaSets.
+//! - [`daemonset`]: one pod per eligible node, rolled out through ControllerRevisions.
+//! - [`endpoints`]: EndpointSlices and legacy Endpoints of every Service with a selector.
+//! - [`nodelifecycle`]: Lease-based node health, the `unreachable`/`not-ready` taints, and
+//!   ledge's edge eviction rule.
 //!
-//! Shared readers of JSON objects live in [`meta`] and [`pod`].
+//! Shared readers of JSON objects live in [`meta`] and [`pod`]; taint and node-selection rules
+//! in [`taints`]; the time seam in [`clock`].
 
+pub mod clock;
+pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod meta;
+pub mod nodelifecycle;
 pub mod pod;
 pub mod replicaset;
+pub mod taints;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use ledge_controller::kinds::{DEPLOYMENT, POD, REPLICA_SET};
+use ledge_controller::kinds::{
+    CONTROLLER_REVISION, DAEMON_SET, DEPLOYMENT, ENDPOINT_SLICE, ENDPOINTS, LEASE, NODE, POD,
+    REPLICA_SET, SERVICE,
+};
 use ledge_controller::{Client, Informer};
 use tokio_util::sync::CancellationToken;
 
-/// The informers the workload controllers share, so each kind is listed and watched once.
+/// The informers the controllers share, so each kind is listed and watched once.
 pub struct Informers {
     /// Every pod.
     pub pods: Arc<Informer>,
@@ -26,22 +40,75 @@ pub struct Informers {
     pub replica_sets: Arc<Informer>,
     /// Every Deployment.
     pub deployments: Arc<Informer>,
+    /// Every Service.
+    pub services: Arc<Informer>,
+    /// Every EndpointSlice.
+    pub endpoint_slices: Arc<Informer>,
+    /// Every Endpoints.
+    pub endpoints: Arc<Informer>,
+    /// Every Node.
+    pub nodes: Arc<Informer>,
+    /// Every Lease (node Leases live in `kube-node-lease`).
+    pub leases: Arc<Informer>,
+    /// Every DaemonSet.
+    pub daemon_sets: Arc<Informer>,
+    /// Every ControllerRevision.
+    pub controller_revisions: Arc<Informer>,
 }
 
 impl Informers {
-    /// Start following pods, ReplicaSets and Deployments until `cancel`.
+    /// Start following every kind the controllers read, until `cancel`.
     pub fn start(client: &Arc<dyn Client>, cancel: &CancellationToken) -> Self {
+        let follow = |kind| Informer::start(client.clone(), kind, cancel.child_token());
         Self {
-            pods: Informer::start(client.clone(), POD, cancel.child_token()),
-            replica_sets: Informer::start(client.clone(), REPLICA_SET, cancel.child_token()),
-            deployments: Informer::start(client.clone(), DEPLOYMENT, cancel.child_token()),
+            pods: follow(POD),
+            replica_sets: follow(REPLICA_SET),
+            deployments: follow(DEPLOYMENT),
+            services: follow(SERVICE),
+            endpoint_slices: follow(ENDPOINT_SLICE),
+            endpoints: follow(ENDPOINTS),
+            nodes: follow(NODE),
+            leases: follow(LEASE),
+            daemon_sets: follow(DAEMON_SET),
+            controller_revisions: follow(CONTROLLER_REVISION),
+        }
+    }
+}
+
+/// Settings of the controllers (`ledge server` flags).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a node's Lease may go unrenewed before the node is marked Unknown and tainted
+    /// unreachable (upstream `--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_monitor_grace_period: nodelifecycle::DEFAULT_GRACE_PERIOD,
         }
     }
 }
 
 /// Start every controller; they stop with `cancel`.
-pub fn start(client: Arc<dyn Client>, cancel: CancellationToken) {
+pub fn start(client: Arc<dyn Client>, config: Config, cancel: CancellationToken) {
     let informers = Informers::start(&client, &cancel);
+    let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
     replicaset::start(client.clone(), &informers, cancel.child_token());
-    deployment::start(client, &informers, cancel.child_token());
+    deployment::start(client.clone(), &informers, cancel.child_token());
+    endpoints::start(client.clone(), &informers, cancel.child_token());
+    daemonset::start(
+        client.clone(),
+        &informers,
+        clock.clone(),
+        cancel.child_token(),
+    );
+    nodelifecycle::start(
+        client,
+        &informers,
+        config.node_monitor_grace_period,
+        clock,
+        cancel.child_token(),
+    );
 }

@@ -1,36 +1,37 @@
 //! The scheduler's view of the cluster: one [`NodeInfo`] per node with the pods bound (or
-//! assumed) to it, kept up to date incrementally from pod and node changes so a scheduling
-//! decision never scans every pod.
+//! assumed) to it, the pods nominated to nodes by preemption, and how many nodes hold each
+//! image — kept up to date incrementally from pod and node changes so a scheduling decision
+//! never scans every pod.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::framework::{HostPort, NodeInfo, Resources, host_ports};
-
-/// Where a pod is accounted.
-struct Placed {
-    node: String,
-    requests: Resources,
-    ports: Vec<HostPort>,
-}
+use crate::framework::{NodeInfo, PlacedPod, str_at};
 
 /// Node infos plus the pods accounted on them.
 #[derive(Default)]
 pub struct Cache {
-    nodes: HashMap<String, NodeInfo>,
-    pods: HashMap<String, Placed>,
+    /// By name, so every cycle sees the nodes in the same order (upstream's snapshot list).
+    nodes: BTreeMap<String, NodeInfo>,
+    /// Pod key → node it is accounted on.
+    pods: HashMap<String, (String, Arc<PlacedPod>)>,
+    /// Image name → number of nodes holding it (upstream `ImageStateSummary.NumNodes`).
+    image_nodes: HashMap<String, usize>,
+    /// Unbound pods nominated to a node by preemption: node → pod key → pod.
+    nominated: HashMap<String, HashMap<String, Arc<PlacedPod>>>,
+    /// Pod key → its nominated node.
+    nominated_node: HashMap<String, String>,
 }
 
 /// `ns/name` of a pod.
 pub fn pod_key(pod: &Value) -> String {
-    let s = |f: &str| {
-        pod.pointer(&format!("/metadata/{f}"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    };
-    format!("{}/{}", s("namespace"), s("name"))
+    format!(
+        "{}/{}",
+        str_at(pod, "/metadata/namespace"),
+        str_at(pod, "/metadata/name")
+    )
 }
 
 /// Whether a pod still occupies its node (bound and not finished).
@@ -39,66 +40,70 @@ fn occupies(pod: &Value) -> Option<&str> {
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())?;
-    let phase = pod
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let phase = str_at(pod, "/status/phase");
     (!matches!(phase, "Succeeded" | "Failed")).then_some(node)
 }
 
 impl Cache {
     /// Add or replace a node.
     pub fn set_node(&mut self, node: Arc<Value>) {
-        let name = node
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let allocatable = Resources::allocatable(&node);
-        let entry = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo {
-            node: node.clone(),
-            name: name.clone(),
-            allocatable,
-            requested: Resources::default(),
-            used_ports: HashSet::new(),
-            pods: HashSet::new(),
-        });
-        entry.node = node;
-        entry.allocatable = allocatable;
+        let name = str_at(&node, "/metadata/name").to_string();
+        let entry = match self.nodes.get_mut(&name) {
+            Some(info) => {
+                forget_images(&mut self.image_nodes, info);
+                info.set_node(node);
+                info
+            }
+            None => {
+                let mut info = NodeInfo::new(node);
+                // Pods seen before their node (or kept while it was gone) are accounted now.
+                for (n, p) in self.pods.values() {
+                    if *n == name {
+                        info.add_pod(p.clone());
+                    }
+                }
+                self.nodes.entry(name).or_insert(info)
+            }
+        };
+        for image in entry.images.keys() {
+            *self.image_nodes.entry(image.clone()).or_default() += 1;
+        }
     }
 
     /// Forget a node (its pods stay accounted in case it comes back).
     pub fn remove_node(&mut self, name: &str) {
-        self.nodes.remove(name);
+        if let Some(info) = self.nodes.remove(name) {
+            forget_images(&mut self.image_nodes, &info);
+        }
     }
 
-    /// Account a pod where it runs now (or nowhere, if it is unbound, finished or deleted).
-    pub fn set_pod(&mut self, pod: &Value, deleted: bool) {
-        let key = pod_key(pod);
+    /// Account a pod where it runs now (or nowhere, if it is unbound, finished or deleted),
+    /// and track its nomination.
+    pub fn set_pod(&mut self, pod: Arc<Value>, deleted: bool) {
+        let key = pod_key(&pod);
         self.unplace(&key);
+        self.unnominate(&key);
         if deleted {
             return;
         }
-        if let Some(node) = occupies(pod) {
-            self.place(
-                key,
-                node.to_string(),
-                Resources::requested_by(pod),
-                host_ports(pod),
-            );
+        if let Some(node) = occupies(&pod) {
+            let node = node.to_string();
+            self.place(node, Arc::new(PlacedPod::new(pod)));
+        } else if pod.pointer("/metadata/deletionTimestamp").is_none() {
+            let nominated = str_at(&pod, "/status/nominatedNodeName");
+            if !nominated.is_empty() {
+                let node = nominated.to_string();
+                self.nominate(&pod, &node);
+            }
         }
     }
 
     /// Account a pod on `node` before the binding is observed (upstream "assume").
-    pub fn assume(&mut self, pod: &Value, node: &str) {
-        let key = pod_key(pod);
+    pub fn assume(&mut self, pod: Arc<Value>, node: &str) {
+        let key = pod_key(&pod);
         self.unplace(&key);
-        self.place(
-            key,
-            node.to_string(),
-            Resources::requested_by(pod),
-            host_ports(pod),
-        );
+        self.unnominate(&key);
+        self.place(node.to_string(), Arc::new(PlacedPod::new(pod)));
     }
 
     /// Undo an assumption after a failed binding.
@@ -106,37 +111,70 @@ impl Cache {
         self.unplace(&pod_key(pod));
     }
 
-    fn place(&mut self, key: String, node: String, requests: Resources, ports: Vec<HostPort>) {
-        if let Some(info) = self.nodes.get_mut(&node) {
-            info.requested.add(&requests);
-            info.used_ports.extend(ports.iter().cloned());
-            info.pods.insert(key.clone());
+    /// Record that `pod` waits for room preemption makes on `node`.
+    pub fn nominate(&mut self, pod: &Arc<Value>, node: &str) {
+        let placed = Arc::new(PlacedPod::new(pod.clone()));
+        self.unnominate(&placed.key);
+        self.nominated_node
+            .insert(placed.key.clone(), node.to_string());
+        self.nominated
+            .entry(node.to_string())
+            .or_default()
+            .insert(placed.key.clone(), placed);
+    }
+
+    fn unnominate(&mut self, key: &str) {
+        if let Some(node) = self.nominated_node.remove(key)
+            && let Some(pods) = self.nominated.get_mut(&node)
+        {
+            pods.remove(key);
+            if pods.is_empty() {
+                self.nominated.remove(&node);
+            }
         }
-        self.pods.insert(
-            key,
-            Placed {
-                node,
-                requests,
-                ports,
-            },
-        );
+    }
+
+    /// Pods nominated to `node`.
+    pub fn nominated_on(&self, node: &str) -> impl Iterator<Item = &Arc<PlacedPod>> {
+        self.nominated
+            .get(node)
+            .into_iter()
+            .flat_map(|m| m.values())
+    }
+
+    /// Every node's nominated pods.
+    pub fn nominated(&self) -> &HashMap<String, HashMap<String, Arc<PlacedPod>>> {
+        &self.nominated
+    }
+
+    fn place(&mut self, node: String, pod: Arc<PlacedPod>) {
+        if let Some(info) = self.nodes.get_mut(&node) {
+            info.add_pod(pod.clone());
+        }
+        self.pods.insert(pod.key.clone(), (node, pod));
     }
 
     fn unplace(&mut self, key: &str) {
-        if let Some(p) = self.pods.remove(key)
-            && let Some(info) = self.nodes.get_mut(&p.node)
+        if let Some((node, _)) = self.pods.remove(key)
+            && let Some(info) = self.nodes.get_mut(&node)
         {
-            info.requested.sub(&p.requests);
-            for port in &p.ports {
-                info.used_ports.remove(port);
-            }
-            info.pods.remove(key);
+            info.remove_pod(key);
         }
     }
 
-    /// Every node.
+    /// Every node, ordered by name.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
         self.nodes.values()
+    }
+
+    /// One node.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name)
+    }
+
+    /// Image name → number of nodes holding it.
+    pub fn image_nodes(&self) -> &HashMap<String, usize> {
+        &self.image_nodes
     }
 
     /// Number of nodes.
@@ -147,5 +185,56 @@ impl Cache {
     /// Whether there are no nodes.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+}
+
+fn forget_images(counts: &mut HashMap<String, usize>, info: &NodeInfo) {
+    for image in info.images.keys() {
+        if let Some(n) = counts.get_mut(image) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(image);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn pods_follow_their_node_and_images_are_counted() {
+        let mut c = Cache::default();
+        let pod = Arc::new(
+            json!({"metadata": {"namespace": "d", "name": "p"}, "spec": {"nodeName": "a",
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}),
+        );
+        // The pod arrives before its node.
+        c.set_pod(pod.clone(), false);
+        let node =
+            |imgs: Value| Arc::new(json!({"metadata": {"name": "a"}, "status": {"images": imgs}}));
+        c.set_node(node(json!([{"names": ["x:1", "x@sha"], "sizeBytes": 10}])));
+        assert_eq!(c.node("a").map(|n| n.requested.milli_cpu), Some(1000));
+        assert_eq!(c.image_nodes().get("x:1"), Some(&1));
+        c.set_node(node(json!([{"names": ["y:1"], "sizeBytes": 10}])));
+        assert_eq!(c.image_nodes().get("x:1"), None);
+        assert_eq!(c.image_nodes().get("y:1"), Some(&1));
+        c.set_pod(pod, true);
+        assert_eq!(c.node("a").map(|n| n.requested.milli_cpu), Some(0));
+    }
+
+    #[test]
+    fn nominations_are_tracked_until_bound() {
+        let mut c = Cache::default();
+        let p = json!({"metadata": {"namespace": "d", "name": "p"}, "status": {"nominatedNodeName": "a"}});
+        c.set_pod(Arc::new(p.clone()), false);
+        assert_eq!(c.nominated_on("a").count(), 1);
+        let mut bound = p;
+        bound["spec"] = json!({"nodeName": "a"});
+        c.set_pod(Arc::new(bound), false);
+        assert_eq!(c.nominated_on("a").count(), 0);
     }
 }

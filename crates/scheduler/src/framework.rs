@@ -1,7 +1,8 @@
 //! The scheduling framework's vocabulary: what a plugin sees of a pod and a node, and what it
 //! answers (upstream `pkg/scheduler/framework`).
 
-use std::collections::HashSet;
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -67,7 +68,8 @@ impl Resources {
     }
 
     /// What a pod requests: the sum of its containers, or the largest init container if
-    /// larger (upstream `computePodResourceRequest`), plus one pod.
+    /// larger, plus its RuntimeClass overhead (`spec.overhead`) and one pod (upstream
+    /// `computePodResourceRequest`).
     pub fn requested_by(pod: &Value) -> Resources {
         let sum = |list: &str| {
             let mut total = Resources::default();
@@ -93,6 +95,7 @@ impl Resources {
             r.memory = r.memory.max(i.memory);
             r.ephemeral_storage = r.ephemeral_storage.max(i.ephemeral_storage);
         }
+        r.add(&Resources::read(pod.pointer("/spec/overhead")));
         r.pods = 1;
         r
     }
@@ -134,6 +137,57 @@ pub fn host_ports(pod: &Value) -> Vec<HostPort> {
     out
 }
 
+/// A pod accounted on a node (bound, assumed, or nominated), with what plugins read of it.
+#[derive(Debug)]
+pub struct PlacedPod {
+    /// `ns/name`.
+    pub key: String,
+    /// The Pod object.
+    pub pod: Arc<Value>,
+    /// Its requests.
+    pub requests: Resources,
+    /// Its host ports.
+    pub ports: Vec<HostPort>,
+    /// `spec.priority`.
+    pub priority: i64,
+}
+
+impl PlacedPod {
+    /// Precompute what the cache and plugins need of a pod.
+    pub fn new(pod: Arc<Value>) -> Self {
+        Self {
+            key: crate::cache::pod_key(&pod),
+            requests: Resources::requested_by(&pod),
+            ports: host_ports(&pod),
+            priority: crate::queue::priority(&pod),
+            pod,
+        }
+    }
+
+    /// The pod's namespace.
+    pub fn namespace(&self) -> &str {
+        str_at(&self.pod, "/metadata/namespace")
+    }
+
+    /// Whether the pod is being deleted.
+    pub fn is_terminating(&self) -> bool {
+        self.pod.pointer("/metadata/deletionTimestamp").is_some()
+    }
+
+    /// When it started (`status.startTime`, else its creation), RFC 3339: comparable as text.
+    pub fn start_time(&self) -> &str {
+        match str_at(&self.pod, "/status/startTime") {
+            "" => str_at(&self.pod, "/metadata/creationTimestamp"),
+            t => t,
+        }
+    }
+}
+
+/// A string field, or "".
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
 /// What the scheduler knows about one node.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
@@ -147,58 +201,227 @@ pub struct NodeInfo {
     pub requested: Resources,
     /// Host ports in use.
     pub used_ports: HashSet<HostPort>,
-    /// Pods on the node (key `ns/name`).
-    pub pods: HashSet<String>,
+    /// Pods on the node, by `ns/name`.
+    pub pods: HashMap<String, Arc<PlacedPod>>,
+    /// Images the node holds (`status.images[].names`), with their size in bytes.
+    pub images: HashMap<String, i64>,
 }
 
-/// A plugin's verdict on one node.
+impl NodeInfo {
+    /// A node with no pods accounted yet.
+    pub fn new(node: Arc<Value>) -> Self {
+        let mut info = Self {
+            node: node.clone(),
+            name: String::new(),
+            allocatable: Resources::default(),
+            requested: Resources::default(),
+            used_ports: HashSet::new(),
+            pods: HashMap::new(),
+            images: HashMap::new(),
+        };
+        info.set_node(node);
+        info
+    }
+
+    /// Replace the Node object, keeping the pods.
+    pub fn set_node(&mut self, node: Arc<Value>) {
+        self.name = str_at(&node, "/metadata/name").to_string();
+        self.allocatable = Resources::allocatable(&node);
+        self.images = node
+            .pointer("/status/images")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|img| {
+                let size = img.get("sizeBytes").and_then(Value::as_i64).unwrap_or(0);
+                img.get("names")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(move |n| (n.to_string(), size))
+            })
+            .collect();
+        self.node = node;
+    }
+
+    /// A label of the node.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.node
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+    }
+
+    /// Account a pod here.
+    pub fn add_pod(&mut self, pod: Arc<PlacedPod>) {
+        self.requested.add(&pod.requests);
+        self.used_ports.extend(pod.ports.iter().cloned());
+        if let Some(old) = self.pods.insert(pod.key.clone(), pod) {
+            self.requested.sub(&old.requests);
+        }
+    }
+
+    /// Stop accounting a pod here.
+    pub fn remove_pod(&mut self, key: &str) -> Option<Arc<PlacedPod>> {
+        let pod = self.pods.remove(key)?;
+        self.requested.sub(&pod.requests);
+        for port in &pod.ports {
+            self.used_ports.remove(port);
+        }
+        Some(pod)
+    }
+}
+
+/// A plugin's verdict on one node (upstream `framework.Status` codes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
     /// The pod fits.
     Fit,
-    /// It does not, for this reason (as counted in FailedScheduling messages).
+    /// It does not, for this reason (as counted in FailedScheduling messages); evicting pods
+    /// might change that (upstream `Unschedulable`).
     Unfit(String),
+    /// It does not, and no preemption can change that (upstream
+    /// `UnschedulableAndUnresolvable`).
+    Unresolvable(String),
+}
+
+impl Status {
+    /// The reason, unless the pod fits.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Status::Fit => None,
+            Status::Unfit(r) | Status::Unresolvable(r) => Some(r),
+        }
+    }
 }
 
 /// The pod being scheduled, with what plugins need precomputed.
 pub struct PodInfo {
     /// The Pod object.
     pub pod: Arc<Value>,
+    /// `ns/name`.
+    pub key: String,
     /// Its requests.
     pub requests: Resources,
     /// Its host ports.
     pub ports: Vec<HostPort>,
+    /// `spec.priority`.
+    pub priority: i64,
 }
 
 impl PodInfo {
     /// Precompute a pod's needs.
     pub fn new(pod: Arc<Value>) -> Self {
-        let requests = Resources::requested_by(&pod);
-        let ports = host_ports(&pod);
         Self {
+            key: crate::cache::pod_key(&pod),
+            requests: Resources::requested_by(&pod),
+            ports: host_ports(&pod),
+            priority: crate::queue::priority(&pod),
             pod,
-            requests,
-            ports,
         }
     }
+
+    /// The pod's namespace.
+    pub fn namespace(&self) -> &str {
+        str_at(&self.pod, "/metadata/namespace")
+    }
+}
+
+/// Per-pod data plugins compute once per scheduling cycle and read for every node (upstream
+/// `CycleState`). Values are shared, so the state is cheap to copy for preemption's what-ifs.
+#[derive(Clone, Default)]
+pub struct CycleState {
+    data: HashMap<&'static str, Arc<dyn Any + Send + Sync>>,
+}
+
+impl CycleState {
+    /// Store a plugin's data under its name.
+    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        self.data.insert(key, Arc::new(value));
+    }
+
+    /// A plugin's data.
+    pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
+        self.data.get(key)?.downcast_ref()
+    }
+}
+
+/// What plugins may read of the cluster beyond the node at hand, during one cycle.
+pub struct Cluster<'a> {
+    /// Every node.
+    pub nodes: &'a [&'a NodeInfo],
+    /// Image name → number of nodes that hold it.
+    pub image_nodes: &'a HashMap<String, usize>,
+    /// RuntimeClass objects by name.
+    pub runtime_class: &'a dyn Fn(&str) -> Option<Arc<Value>>,
 }
 
 /// Decides whether a pod may run on a node.
 pub trait FilterPlugin: Send + Sync {
     /// Upstream plugin name.
     fn name(&self) -> &'static str;
+    /// Once per pod, before any node (upstream `PreFilter`): compute what `filter` reads into
+    /// `state`. A verdict other than `Fit` rejects every node.
+    fn pre_filter(&self, _cx: &Cluster, _pod: &PodInfo, _state: &mut CycleState) -> Status {
+        Status::Fit
+    }
     /// The verdict for one node.
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status;
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status;
+    /// Update the pre-filter state for `other` joining `node` (upstream
+    /// `PreFilterExtensions.AddPod`; used for nominated pods and preemption).
+    fn add_pod(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _other: &PlacedPod,
+        _node: &NodeInfo,
+    ) {
+    }
+    /// Update the pre-filter state for `other` leaving `node` (upstream `RemovePod`).
+    fn remove_pod(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _other: &PlacedPod,
+        _node: &NodeInfo,
+    ) {
+    }
 }
+
+/// The highest score a node gets from one plugin (upstream `MaxNodeScore`).
+pub const MAX_NODE_SCORE: i64 = 100;
 
 /// Ranks feasible nodes, 0 (worst) to 100 (best).
 pub trait ScorePlugin: Send + Sync {
     /// Upstream plugin name.
     fn name(&self) -> &'static str;
+    /// Once per pod, over the feasible nodes (upstream `PreScore`).
+    fn pre_score(
+        &self,
+        _cx: &Cluster,
+        _pod: &PodInfo,
+        _feasible: &[&NodeInfo],
+        _state: &mut CycleState,
+    ) {
+    }
     /// The score for one node.
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64;
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;
+    /// Rescale the raw scores of every feasible node to 0–100 (upstream `NormalizeScore`).
+    fn normalize(&self, _state: &CycleState, _scores: &mut [(&str, i64)]) {}
     /// Relative weight.
     fn weight(&self) -> i64 {
         1
+    }
+}
+
+/// Scale scores so the best is 100 (upstream `helper.DefaultNormalizeScore`, not reversed).
+pub fn normalize_to_max(scores: &mut [(&str, i64)]) {
+    let max = scores.iter().map(|(_, s)| *s).max().unwrap_or(0);
+    if max == 0 {
+        return;
+    }
+    for (_, s) in scores.iter_mut() {
+        *s = *s * MAX_NODE_SCORE / max;
     }
 }

@@ -1,29 +1,32 @@
 //! ledge's scheduler: pending pods are taken from a priority queue, every node is checked by
 //! the filter plugins, feasible nodes are ranked by the score plugins, and the pod is bound to
 //! the best one through `pods/binding` — the upstream framework's shape
-//! (`pkg/scheduler/schedule_one.go`). A pod that fits nowhere gets an upstream-style
-//! `FailedScheduling` event and a `PodScheduled=False` condition and waits for the cluster to
-//! change.
+//! (`pkg/scheduler/schedule_one.go`). A pod that fits nowhere may preempt lower-priority pods
+//! (`plugins/default_preemption.rs`); otherwise it gets an upstream-style `FailedScheduling`
+//! event and a `PodScheduled=False` condition and waits for the cluster to change.
 
 pub mod cache;
 pub mod framework;
 pub mod plugins;
 pub mod queue;
+pub mod schedule;
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ledge_api::time::now;
-use ledge_controller::kinds::{EVENT, NODE, POD};
+use ledge_controller::kinds::{EVENT, NODE, POD, POD_DISRUPTION_BUDGET, RUNTIME_CLASS};
 use ledge_controller::{Client, Informer, ObjectKey};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, pod_key};
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status};
+use crate::framework::{Cluster, NodeInfo, PlacedPod, PodInfo, str_at};
+use crate::plugins::default_preemption::{self, Candidate, DISRUPTION_REASON, Outcome};
 use crate::queue::SchedulingQueue;
+use crate::schedule::{Profile, Rotation};
 
 /// The scheduler name pods select by default.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -49,118 +52,109 @@ fn is_pending_for_us(pod: &Value) -> bool {
     unbound && ours && alive && !matches!(phase, "Succeeded" | "Failed")
 }
 
-/// The outcome of one scheduling attempt.
-pub enum Decision {
-    /// Bind here.
-    Node(String),
-    /// No node fits; the upstream-style message.
-    Unschedulable(String),
+/// The informers the scheduler reads.
+pub struct Informers {
+    /// Pods.
+    pub pods: Arc<Informer>,
+    /// Nodes.
+    pub nodes: Arc<Informer>,
+    /// RuntimeClasses (node.k8s.io/v1).
+    pub runtime_classes: Arc<Informer>,
+    /// PodDisruptionBudgets (policy/v1), which preemption tries not to violate.
+    pub pdbs: Arc<Informer>,
 }
 
-/// Run the filters and scores for one pod over every node.
-pub fn decide(
-    pod: &PodInfo,
-    nodes: &[&NodeInfo],
-    filters: &[Box<dyn FilterPlugin>],
-    scores: &[Box<dyn ScorePlugin>],
-) -> Decision {
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    let mut best: Option<(i64, &str)> = None;
-    for node in nodes {
-        let verdict = filters
-            .iter()
-            .map(|f| f.filter(pod, node))
-            .find(|s| *s != Status::Fit);
-        if let Some(Status::Unfit(reason)) = verdict {
-            *reasons.entry(reason).or_default() += 1;
-            continue;
-        }
-        let score: i64 = scores.iter().map(|s| s.score(pod, node) * s.weight()).sum();
-        // Ties go to the lexically smallest name, so decisions are reproducible.
-        let better = match best {
-            None => true,
-            Some((b, name)) => score > b || (score == b && node.name.as_str() < name),
-        };
-        if better {
-            best = Some((score, &node.name));
+impl Informers {
+    /// Start every informer the scheduler needs.
+    pub fn start(client: &Arc<dyn Client>, cancel: &CancellationToken) -> Self {
+        Self {
+            pods: Informer::start(client.clone(), POD, cancel.child_token()),
+            nodes: Informer::start(client.clone(), NODE, cancel.child_token()),
+            runtime_classes: Informer::start(client.clone(), RUNTIME_CLASS, cancel.child_token()),
+            pdbs: Informer::start(client.clone(), POD_DISRUPTION_BUDGET, cancel.child_token()),
         }
     }
-    match best {
-        Some((_, name)) => Decision::Node(name.to_string()),
-        None => Decision::Unschedulable(unschedulable_message(nodes.len(), &reasons)),
-    }
-}
-
-/// `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector.`
-pub fn unschedulable_message(total: usize, reasons: &BTreeMap<String, usize>) -> String {
-    if total == 0 {
-        return "0/0 nodes are available: no nodes available to schedule pods.".into();
-    }
-    let parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    format!("0/{total} nodes are available: {}.", parts.join(", "))
 }
 
 /// Start the scheduler; it stops with `cancel`.
 pub fn start(client: Arc<dyn Client>, cancel: CancellationToken) {
-    let pods = Informer::start(client.clone(), POD, cancel.child_token());
-    let nodes = Informer::start(client.clone(), NODE, cancel.child_token());
-    tokio::spawn(run(client, pods, nodes, cancel));
+    let informers = Informers::start(&client, &cancel);
+    tokio::spawn(run(client, informers, cancel));
 }
 
 struct Scheduler {
     client: Arc<dyn Client>,
-    pods: Arc<Informer>,
+    informers: Informers,
     cache: Cache,
     queue: SchedulingQueue,
-    filters: Vec<Box<dyn FilterPlugin>>,
-    scores: Vec<Box<dyn ScorePlugin>>,
+    profile: Profile,
+    rotation: Rotation,
     /// Last FailedScheduling event per pod uid: (event name, message).
-    failures: std::collections::HashMap<String, (String, String)>,
+    failures: HashMap<String, (String, String)>,
+    /// Pods assumed on a node whose binding is not yet seen in the informer.
+    assumed: HashSet<String>,
+    /// Outcomes of bindings running in the background.
+    bound_tx: mpsc::UnboundedSender<Bound>,
 }
 
-async fn run(
-    client: Arc<dyn Client>,
-    pods: Arc<Informer>,
-    nodes: Arc<Informer>,
-    cancel: CancellationToken,
-) {
-    let mut pod_changes = pods.subscribe();
-    let mut node_changes = nodes.subscribe();
-    pods.wait_synced().await;
-    nodes.wait_synced().await;
+/// The outcome of one background binding (upstream's binding cycle runs apart from the
+/// scheduling cycle, so the next pod is placed while the API write is in flight).
+struct Bound {
+    key: String,
+    pod: Arc<Value>,
+    node: String,
+    result: Result<(), ledge_api::ApiError>,
+}
+
+/// Run the scheduler on informers that are already started (the benchmark drives it this way).
+pub async fn run(client: Arc<dyn Client>, informers: Informers, cancel: CancellationToken) {
+    let mut pod_changes = informers.pods.subscribe();
+    let mut node_changes = informers.nodes.subscribe();
+    let mut class_changes = informers.runtime_classes.subscribe();
+    let (bound_tx, mut bound_rx) = mpsc::unbounded_channel();
+    informers.pods.wait_synced().await;
+    informers.nodes.wait_synced().await;
+    informers.runtime_classes.wait_synced().await;
+    informers.pdbs.wait_synced().await;
     let mut s = Scheduler {
         client,
-        pods: pods.clone(),
+        informers,
         cache: Cache::default(),
         queue: SchedulingQueue::default(),
-        filters: plugins::default_filters(),
-        scores: plugins::default_scores(),
+        profile: Profile::default(),
+        rotation: Rotation::default(),
         failures: Default::default(),
+        assumed: HashSet::new(),
+        bound_tx,
     };
-    for n in nodes.store().list(None) {
-        s.cache.set_node(n);
-    }
-    for p in pods.store().list(None) {
-        s.observe_pod(&p, false);
-    }
+    s.resync();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     loop {
         while let Some(key) = s.queue.pop() {
             s.schedule_one(&key).await;
             // Stay responsive to changes between pods.
-            s.drain_changes(&mut pod_changes, &mut node_changes, &nodes);
+            s.drain_changes(&mut pod_changes, &mut node_changes);
+            while let Ok(b) = bound_rx.try_recv() {
+                s.binding_done(b);
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = flush.tick() => s.retry_parked(),
+            Some(b) = bound_rx.recv() => s.binding_done(b),
             p = pod_changes.recv() => match p {
-                Ok(p) => s.observe_pod(&p, s.pods.store().get(&ObjectKey::of(&p)).is_none()),
-                Err(broadcast::error::RecvError::Lagged(_)) => s.resync(&nodes),
+                Ok(p) => s.observe_pod(p),
+                Err(broadcast::error::RecvError::Lagged(_)) => s.resync(),
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             n = node_changes.recv() => match n {
-                Ok(n) => s.observe_node(&nodes, n),
-                Err(broadcast::error::RecvError::Lagged(_)) => s.resync(&nodes),
+                Ok(n) => s.observe_node(n),
+                Err(broadcast::error::RecvError::Lagged(_)) => s.resync(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            c = class_changes.recv() => match c {
+                // A class appeared or changed: pods waiting for it may fit now.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => s.retry_parked(),
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
@@ -168,31 +162,39 @@ async fn run(
 }
 
 impl Scheduler {
-    fn observe_pod(&mut self, pod: &Value, deleted: bool) {
-        let key = pod_key(pod);
-        let was_placed = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        self.cache.set_pod(pod, deleted);
-        if !deleted && is_pending_for_us(pod) {
-            self.queue.add(key, pod);
+    fn observe_pod(&mut self, pod: Arc<Value>) {
+        let deleted = self
+            .informers
+            .pods
+            .store()
+            .get(&ObjectKey::of(&pod))
+            .is_none();
+        let key = pod_key(&pod);
+        let was_placed = !str_at(&pod, "/spec/nodeName").is_empty();
+        if deleted || was_placed {
+            self.assumed.remove(&key);
+        }
+        let pending = !deleted && is_pending_for_us(&pod);
+        if pending {
+            self.queue.add(key, &pod);
         } else {
             self.queue.remove(&key);
-            if deleted && was_placed {
-                // Freed capacity: parked pods may fit now.
-                self.retry_parked();
-            }
+        }
+        self.cache.set_pod(pod, deleted);
+        if deleted && was_placed {
+            // Freed capacity: parked pods may fit now.
+            self.retry_parked();
         }
     }
 
-    fn observe_node(&mut self, nodes: &Informer, node: Arc<Value>) {
-        let name = node
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        match nodes.store().get(&ObjectKey::new(None, &name)) {
+    fn observe_node(&mut self, node: Arc<Value>) {
+        let name = str_at(&node, "/metadata/name").to_string();
+        match self
+            .informers
+            .nodes
+            .store()
+            .get(&ObjectKey::new(None, &name))
+        {
             Some(current) => self.cache.set_node(current),
             None => self.cache.remove_node(&name),
         }
@@ -202,25 +204,23 @@ impl Scheduler {
     fn drain_changes(
         &mut self,
         pods: &mut broadcast::Receiver<Arc<Value>>,
-        nodes_rx: &mut broadcast::Receiver<Arc<Value>>,
-        nodes: &Informer,
+        nodes: &mut broadcast::Receiver<Arc<Value>>,
     ) {
         while let Ok(p) = pods.try_recv() {
-            let deleted = self.pods.store().get(&ObjectKey::of(&p)).is_none();
-            self.observe_pod(&p, deleted);
+            self.observe_pod(p);
         }
-        while let Ok(n) = nodes_rx.try_recv() {
-            self.observe_node(nodes, n);
+        while let Ok(n) = nodes.try_recv() {
+            self.observe_node(n);
         }
     }
 
-    fn resync(&mut self, nodes: &Informer) {
+    fn resync(&mut self) {
         self.cache = Cache::default();
-        for n in nodes.store().list(None) {
+        for n in self.informers.nodes.store().list(None) {
             self.cache.set_node(n);
         }
-        for p in self.pods.store().list(None) {
-            self.observe_pod(&p, false);
+        for p in self.informers.pods.store().list(None) {
+            self.observe_pod(p);
         }
         self.retry_parked();
     }
@@ -228,7 +228,11 @@ impl Scheduler {
     fn retry_parked(&mut self) {
         for key in self.queue.take_parked() {
             let (ns, name) = key.split_once('/').unwrap_or(("", &key));
-            if let Some(p) = self.pods.store().get(&ObjectKey::new(Some(ns), name))
+            if let Some(p) = self
+                .informers
+                .pods
+                .store()
+                .get(&ObjectKey::new(Some(ns), name))
                 && is_pending_for_us(&p)
             {
                 self.queue.add(key, &p);
@@ -238,71 +242,222 @@ impl Scheduler {
 
     async fn schedule_one(&mut self, key: &str) {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
-        let Some(pod) = self.pods.store().get(&ObjectKey::new(Some(ns), name)) else {
+        let Some(pod) = self
+            .informers
+            .pods
+            .store()
+            .get(&ObjectKey::new(Some(ns), name))
+        else {
             return;
         };
-        if !is_pending_for_us(&pod) {
+        if !is_pending_for_us(&pod) || self.assumed.contains(key) {
             return;
         }
         let info = PodInfo::new(pod.clone());
-        let nodes: Vec<&NodeInfo> = self.cache.nodes().collect();
-        match decide(&info, &nodes, &self.filters, &self.scores) {
-            Decision::Node(node) => {
-                self.cache.assume(&pod, &node);
-                match self.client.bind(ns, name, &node).await {
-                    Ok(()) => {
-                        tracing::debug!(pod = key, node, "bound");
-                        let msg = format!("Successfully assigned {ns}/{name} to {node}");
-                        self.event(&pod, "Normal", "Scheduled", &msg).await;
-                    }
-                    Err(e) => {
-                        self.cache.forget(&pod);
-                        if e.code != 404 {
-                            tracing::warn!(pod = key, node, error = %e, "binding failed; will retry");
-                            self.queue.park(key.to_string(), &pod);
-                        }
-                    }
+        // The cycle itself is synchronous; only its outcome is carried across awaits.
+        let step = {
+            let classes = self.informers.runtime_classes.clone();
+            let runtime_class = move |name: &str| classes.store().get(&ObjectKey::new(None, name));
+            let nodes: Vec<&NodeInfo> = self.cache.nodes().collect();
+            let cx = Cluster {
+                nodes: &nodes,
+                image_nodes: self.cache.image_nodes(),
+                runtime_class: &runtime_class,
+            };
+            let decision = schedule::schedule(
+                &self.profile,
+                &cx,
+                &info,
+                self.cache.nominated(),
+                &mut self.rotation,
+            );
+            match decision {
+                Ok(node) => Step::Bind(node),
+                Err(mut unschedulable) => {
+                    // PostFilter: try to make room by evicting lower-priority pods.
+                    let pdbs = self.informers.pdbs.store().list(None);
+                    let outcome = default_preemption::preempt(
+                        &self.profile,
+                        &cx,
+                        &info,
+                        unschedulable.state.as_ref(),
+                        &unschedulable.fit.statuses,
+                        &pdbs,
+                    );
+                    unschedulable.fit.post_filter = match &outcome {
+                        Outcome::Preempt(_) => None,
+                        Outcome::NotEligible(m) => Some(format!("preemption: {m}")),
+                        Outcome::NoCandidate(m) => Some(m.clone()),
+                    };
+                    Step::Fail(unschedulable.fit.message(), outcome)
                 }
             }
-            Decision::Unschedulable(message) => {
-                self.queue.park(key.to_string(), &pod);
-                self.mark_unschedulable(&pod, &message).await;
+        };
+        let (message, preemption) = match step {
+            Step::Bind(node) => return self.bind(key, &pod, &node),
+            Step::Fail(message, preemption) => (message, preemption),
+        };
+        self.queue.park(key.to_string(), &pod);
+        let nominate = match preemption {
+            Outcome::Preempt(candidate) => {
+                let node = candidate.node.clone();
+                self.carry_out(&pod, &info, candidate).await;
+                Nomination::Set(node)
+            }
+            Outcome::NotEligible(_) => Nomination::Keep,
+            Outcome::NoCandidate(_) => Nomination::Clear,
+        };
+        self.mark_unschedulable(&pod, &message, nominate).await;
+    }
+
+    /// Assume the pod on the node and bind it in the background.
+    fn bind(&mut self, key: &str, pod: &Arc<Value>, node: &str) {
+        self.cache.assume(pod.clone(), node);
+        self.assumed.insert(key.to_string());
+        let (client, tx) = (self.client.clone(), self.bound_tx.clone());
+        let (key, pod, node) = (key.to_string(), pod.clone(), node.to_string());
+        tokio::spawn(async move {
+            let (ns, name) = (
+                str_at(&pod, "/metadata/namespace"),
+                str_at(&pod, "/metadata/name"),
+            );
+            let result = client.bind(ns, name, &node).await;
+            if result.is_ok() {
+                let msg = format!("Successfully assigned {ns}/{name} to {node}");
+                if let Err(e) = create_event(&*client, &pod, "Normal", "Scheduled", &msg).await {
+                    tracing::debug!(error = %e, "could not record event");
+                }
+            }
+            let _ = tx.send(Bound {
+                key,
+                pod,
+                node,
+                result,
+            });
+        });
+    }
+
+    fn binding_done(&mut self, b: Bound) {
+        match b.result {
+            Ok(()) => {
+                tracing::debug!(pod = b.key, node = b.node, "bound");
+                self.failures.remove(str_at(&b.pod, "/metadata/uid"));
+            }
+            Err(e) => {
+                self.assumed.remove(&b.key);
+                self.cache.forget(&b.pod);
+                if e.code != 404 {
+                    tracing::warn!(pod = b.key, node = b.node, error = %e, "binding failed; will retry");
+                    self.queue.park(b.key, &b.pod);
+                }
             }
         }
     }
 
-    async fn mark_unschedulable(&mut self, pod: &Value, message: &str) {
-        let uid = pod
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+    /// Evict the candidate's victims, as upstream `prepareCandidate`: mark each with a
+    /// `DisruptionTarget` condition, delete it with its own grace period, tell it why; and
+    /// take the nomination away from lower-priority pods nominated to the same node.
+    async fn carry_out(&mut self, preemptor: &Arc<Value>, info: &PodInfo, c: Candidate) {
+        self.cache.nominate(preemptor, &c.node);
+        let uid = str_at(preemptor, "/metadata/uid").to_string();
+        for victim in &c.victims {
+            let ns = victim.namespace().to_string();
+            let name = str_at(&victim.pod, "/metadata/name").to_string();
+            let condition = json!({"type": "DisruptionTarget", "status": "True",
+                "reason": DISRUPTION_REASON,
+                "message": format!("{DEFAULT_SCHEDULER}: preempting to accommodate a higher priority pod"),
+                "lastTransitionTime": now()});
+            self.update_pod_status(&ns, &name, |status| {
+                set_condition(status, condition.clone());
+            })
+            .await;
+            match self.client.delete(&POD, Some(&ns), &name, None).await {
+                Ok(()) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!(victim = victim.key, error = %e, "could not delete a preemption victim");
+                    continue;
+                }
+            }
+            let msg = format!("Preempted by pod {uid} on node {}", c.node);
+            self.event(&victim.pod, "Normal", "Preempted", &msg).await;
+        }
+        let lower: Vec<Arc<PlacedPod>> = self
+            .cache
+            .nominated_on(&c.node)
+            .filter(|p| p.priority < info.priority)
+            .cloned()
+            .collect();
+        for p in lower {
+            let name = str_at(&p.pod, "/metadata/name").to_string();
+            self.update_pod_status(p.namespace(), &name, |status| {
+                if let Some(s) = status.as_object_mut() {
+                    s.remove("nominatedNodeName");
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Change a pod's status from its latest stored state, retrying once on a conflict.
+    async fn update_pod_status(&self, ns: &str, name: &str, change: impl Fn(&mut Value)) {
+        for _ in 0..3 {
+            let current = match self.client.get(&POD, Some(ns), name).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read pod for a status update");
+                    return;
+                }
+            };
+            let mut updated = current;
+            if !updated.get("status").is_some_and(Value::is_object) {
+                updated["status"] = json!({});
+            }
+            change(&mut updated["status"]);
+            match self.client.update_status(&POD, Some(ns), updated).await {
+                Ok(_) => return,
+                Err(e) if e.code == 409 => continue,
+                Err(e) if e.code == 404 => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, pod = name, "could not update pod status");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn mark_unschedulable(&mut self, pod: &Value, message: &str, nominate: Nomination) {
+        let uid = str_at(pod, "/metadata/uid").to_string();
         let same = self.failures.get(&uid).is_some_and(|(_, m)| m == message);
         self.event(pod, "Warning", "FailedScheduling", message)
             .await;
-        if same {
+        let current = str_at(pod, "/status/nominatedNodeName");
+        let nomination_changes = match &nominate {
+            Nomination::Set(n) => n != current,
+            Nomination::Clear => !current.is_empty(),
+            Nomination::Keep => false,
+        };
+        if same && !nomination_changes {
             return;
         }
-        let mut updated = pod.clone();
+        let ns = str_at(pod, "/metadata/namespace").to_string();
+        let name = str_at(pod, "/metadata/name").to_string();
         let cond = json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
                           "lastProbeTime": null, "lastTransitionTime": now()});
-        let conditions = updated["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut kept: Vec<Value> = conditions
-            .into_iter()
-            .filter(|c| c.get("type") != Some(&json!("PodScheduled")))
-            .collect();
-        kept.push(cond);
-        updated["status"]["conditions"] = Value::Array(kept);
-        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str);
-        if let Err(e) = self.client.update_status(&POD, ns, updated).await
-            && e.code != 404
-            && e.code != 409
-        {
-            tracing::warn!(error = %e, "could not set PodScheduled=False");
-        }
+        self.update_pod_status(&ns, &name, |status| {
+            set_condition(status, cond.clone());
+            match &nominate {
+                Nomination::Set(n) => status["nominatedNodeName"] = json!(n),
+                Nomination::Clear => {
+                    if let Some(s) = status.as_object_mut() {
+                        s.remove("nominatedNodeName");
+                    }
+                }
+                Nomination::Keep => {}
+            }
+        })
+        .await;
     }
 
     /// Record an event about a pod; a repeat of the same message bumps its count.
@@ -313,11 +468,7 @@ impl Scheduler {
                 .unwrap_or("")
                 .to_string()
         };
-        let (ns, name, uid) = (
-            s("/metadata/namespace"),
-            s("/metadata/name"),
-            s("/metadata/uid"),
-        );
+        let (ns, uid) = (s("/metadata/namespace"), s("/metadata/uid"));
         if reason == "FailedScheduling"
             && let Some((event_name, last)) = self.failures.get(&uid)
             && last == message
@@ -329,21 +480,8 @@ impl Scheduler {
             let _ = self.client.update(&EVENT, Some(&ns), ev).await;
             return;
         }
-        let event_name = format!(
-            "{name}.{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..16]
-        );
-        let ev = json!({
-            "metadata": {"name": event_name, "namespace": ns},
-            "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": uid, "apiVersion": "v1",
-                               "resourceVersion": s("/metadata/resourceVersion")},
-            "reason": reason, "message": message, "type": kind,
-            "source": {"component": DEFAULT_SCHEDULER},
-            "reportingComponent": DEFAULT_SCHEDULER, "reportingInstance": DEFAULT_SCHEDULER,
-            "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
-        });
-        match self.client.create(&EVENT, Some(&ns), ev).await {
-            Ok(_) if reason == "FailedScheduling" => {
+        match create_event(&*self.client, pod, kind, reason, message).await {
+            Ok(event_name) if reason == "FailedScheduling" => {
                 self.failures.insert(uid, (event_name, message.to_string()));
             }
             Ok(_) => {
@@ -354,62 +492,68 @@ impl Scheduler {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
+/// Create a core/v1 Event about a pod from the scheduler; returns its name.
+async fn create_event(
+    client: &dyn Client,
+    pod: &Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+) -> Result<String, ledge_api::ApiError> {
+    let s = |p: &str| str_at(pod, p).to_string();
+    let (ns, name, uid) = (
+        s("/metadata/namespace"),
+        s("/metadata/name"),
+        s("/metadata/uid"),
+    );
+    let event_name = format!(
+        "{name}.{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
+    let ev = json!({
+        "metadata": {"name": event_name, "namespace": ns},
+        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": uid, "apiVersion": "v1",
+                           "resourceVersion": s("/metadata/resourceVersion")},
+        "reason": reason, "message": message, "type": kind,
+        "source": {"component": DEFAULT_SCHEDULER},
+        "reportingComponent": DEFAULT_SCHEDULER, "reportingInstance": DEFAULT_SCHEDULER,
+        "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
+    });
+    client
+        .create(&EVENT, Some(&ns), ev)
+        .await
+        .map(|_| event_name)
+}
 
-    use super::*;
-    use crate::plugins::testing::{node, pod};
+/// What a scheduling cycle decided.
+enum Step {
+    /// Bind to this node.
+    Bind(String),
+    /// Fits nowhere: the FailedScheduling message, and what preemption decided.
+    Fail(String, Outcome),
+}
 
-    #[test]
-    fn message_counts_reasons_like_upstream() {
-        let nodes = [
-            node(
-                json!({"metadata": {"name": "a", "labels": {"zone": "x"}}, "status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}}),
-            ),
-            node(
-                json!({"metadata": {"name": "b"}, "status": {"allocatable": {"cpu": "8", "memory": "1Gi", "pods": "10"}}}),
-            ),
-            node(
-                json!({"metadata": {"name": "c"}, "status": {"allocatable": {"cpu": "8", "memory": "1Gi", "pods": "10"}}}),
-            ),
-        ];
-        let refs: Vec<&NodeInfo> = nodes.iter().collect();
-        let p = pod(
-            json!({"spec": {"nodeSelector": {"zone": "x"}, "containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]}}),
-        );
-        match decide(
-            &p,
-            &refs,
-            &plugins::default_filters(),
-            &plugins::default_scores(),
-        ) {
-            Decision::Unschedulable(m) => assert_eq!(
-                m,
-                "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector."
-            ),
-            Decision::Node(n) => panic!("scheduled on {n}"),
-        }
-    }
+/// What to do with a pod's `status.nominatedNodeName` after a failed cycle.
+enum Nomination {
+    /// Preemption made room here.
+    Set(String),
+    /// Preemption found no node: drop any nomination.
+    Clear,
+    /// Preemption did not run to the end (the pod may not preempt now).
+    Keep,
+}
 
-    #[test]
-    fn picks_the_least_allocated_node() {
-        let mut busy = node(
-            json!({"metadata": {"name": "a"}, "status": {"allocatable": {"cpu": "4", "memory": "4Gi", "pods": "10"}}}),
-        );
-        busy.requested.milli_cpu = 3000;
-        let idle = node(
-            json!({"metadata": {"name": "b"}, "status": {"allocatable": {"cpu": "4", "memory": "4Gi", "pods": "10"}}}),
-        );
-        let p = pod(json!({"spec": {"containers": [{"name": "c"}]}}));
-        match decide(
-            &p,
-            &[&busy, &idle],
-            &plugins::default_filters(),
-            &plugins::default_scores(),
-        ) {
-            Decision::Node(n) => assert_eq!(n, "b"),
-            Decision::Unschedulable(m) => panic!("{m}"),
-        }
-    }
+/// Replace (or add) the condition of the same type in a status.
+fn set_condition(status: &mut Value, condition: Value) {
+    let kind = condition.get("type").cloned();
+    let mut kept: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.get("type") != kind.as_ref())
+        .collect();
+    kept.push(condition);
+    status["conditions"] = Value::Array(kept);
 }

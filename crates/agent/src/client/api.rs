@@ -183,6 +183,33 @@ fn encode(v: &Value) -> Result<Bytes, ApiError> {
 }
 
 impl HttpClient {
+    /// Complete the deletion of an object of this `uid` at once (`gracePeriodSeconds: 0`), as
+    /// kubelet does once a pod's containers have stopped.
+    ///
+    /// # Errors
+    /// The API's answer (404 gone already, 409 another object of the same name).
+    pub async fn delete_now(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), ApiError> {
+        let options = json!({
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": uid},
+        });
+        self.json(
+            Method::DELETE,
+            &object_path(kind, Some(namespace), name),
+            Some(&options),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// One JSON request: 2xx → the decoded body (`null` when empty), else the server's error.
     async fn json(
         &self,
@@ -345,9 +372,16 @@ impl Client for HttpClient {
         labels: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(Vec<Value>, String), ApiError>> {
         Box::pin(async move {
-            let mut path = collection_path(kind, namespace);
+            let mut query = Vec::new();
             if let Some(l) = labels.filter(|l| !l.is_empty()) {
-                path = format!("{path}?labelSelector={}", encode_query(l));
+                query.push(format!("labelSelector={}", encode_query(l)));
+            }
+            if let Some(f) = &self.field_selector {
+                query.push(format!("fieldSelector={}", encode_query(f)));
+            }
+            let mut path = collection_path(kind, namespace);
+            if !query.is_empty() {
+                path = format!("{path}?{}", query.join("&"));
             }
             let list = self.json(Method::GET, &path, None).await?;
             let rv = meta(&list, "resourceVersion").unwrap_or("").to_string();
@@ -460,6 +494,9 @@ impl Client for HttpClient {
                 "{}?watch=true&allowWatchBookmarks=true",
                 collection_path(kind, namespace)
             );
+            if let Some(f) = &self.field_selector {
+                path.push_str(&format!("&fieldSelector={}", encode_query(f)));
+            }
             if !resource_version.is_empty() {
                 path.push_str(&format!(
                     "&resourceVersion={}",

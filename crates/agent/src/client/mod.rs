@@ -102,6 +102,8 @@ struct Inner {
     port: u16,
     server_name: ServerName<'static>,
     tls: TlsConnector,
+    /// The same TLS settings offering HTTP/1.1, for the tunnel's upgrade.
+    tls_http1: TlsConnector,
     bearer: Option<HeaderValue>,
     conn: tokio::sync::Mutex<Option<Conn>>,
     local_addr: Mutex<Option<SocketAddr>>,
@@ -111,6 +113,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct HttpClient {
     inner: Arc<Inner>,
+    /// A field selector added to every list and watch (`spec.nodeName=<node>` for pods).
+    field_selector: Option<Arc<str>>,
 }
 
 /// Split `https://host:port` into host and port (443 by default).
@@ -154,6 +158,8 @@ impl HttpClient {
             }
         };
         let config = tls::client_config(trust, identity)?;
+        let mut http1 = config.clone();
+        http1.alpn_protocols = vec![b"http/1.1".to_vec()];
         let authority = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
@@ -167,11 +173,22 @@ impl HttpClient {
                 port,
                 server_name,
                 tls: TlsConnector::from(Arc::new(config)),
+                tls_http1: TlsConnector::from(Arc::new(http1)),
                 bearer,
                 conn: tokio::sync::Mutex::new(None),
                 local_addr: Mutex::new(None),
             }),
+            field_selector: None,
         })
+    }
+
+    /// The same client (same connection) with `selector` added to its lists and watches, so
+    /// an informer follows only what it needs: the node's own pods, not the cluster's.
+    pub fn with_field_selector(&self, selector: &str) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            field_selector: Some(selector.into()),
+        }
     }
 
     /// The server URL.
@@ -228,6 +245,64 @@ impl HttpClient {
             }
         });
         Ok(Conn { sender })
+    }
+
+    /// Open a reverse tunnel: a fresh HTTP/1.1 connection upgraded to `protocol` at `path`.
+    /// The server then speaks HTTP/2 as the client over the returned connection.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses the upgrade.
+    pub async fn open_tunnel(
+        &self,
+        path: &str,
+        protocol: &str,
+    ) -> Result<hyper::upgrade::Upgraded, ClientError> {
+        let i = &self.inner;
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((i.host.as_str(), i.port)),
+        )
+        .await
+        .map_err(|_| self.unreachable("connection timed out"))?
+        .map_err(|e| self.unreachable(e))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = i
+            .tls_http1
+            .connect(i.server_name.clone(), tcp)
+            .await
+            .map_err(|e| self.unreachable(format!("tls handshake failed: {e}")))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| self.unreachable(format!("http/1.1 handshake failed: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let req = Request::get(path)
+            .header(http::header::HOST, i.authority.as_str())
+            .header(http::header::CONNECTION, "Upgrade")
+            .header(http::header::UPGRADE, protocol)
+            .header(
+                http::header::USER_AGENT,
+                concat!("ledge-agent/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| ClientError::Url {
+                url: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(self.unreachable(format!(
+                "the server refused the tunnel with {}",
+                resp.status()
+            )));
+        }
+        hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| self.unreachable(format!("tunnel upgrade failed: {e}")))
     }
 
     /// The live connection, dialled if there is none.

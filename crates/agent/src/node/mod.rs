@@ -14,8 +14,6 @@ use serde_json::{Map, Value, json};
 
 /// Label prefix of the runtimes a node offers (`node.ledge.dev/runtime.<name>=true`).
 pub const RUNTIME_LABEL_PREFIX: &str = "node.ledge.dev/runtime.";
-/// The runtimes this agent offers today.
-pub const RUNTIMES: &[&str] = &["process"];
 
 /// A node taint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +101,8 @@ pub struct NodeSpec {
     pub labels: BTreeMap<String, String>,
     /// Taints to register with (`--node-taint`).
     pub taints: Vec<Taint>,
+    /// The runtimes the agent offers (`node.ledge.dev/runtime.<name>=true`).
+    pub runtimes: Vec<&'static str>,
 }
 
 impl NodeSpec {
@@ -114,7 +114,7 @@ impl NodeSpec {
         m.insert("kubernetes.io/arch".into(), json!(architecture));
         m.insert("beta.kubernetes.io/os".into(), json!("linux"));
         m.insert("beta.kubernetes.io/arch".into(), json!(architecture));
-        for rt in RUNTIMES {
+        for rt in &self.runtimes {
             m.insert(format!("{RUNTIME_LABEL_PREFIX}{rt}"), json!("true"));
         }
         for (k, v) in &self.labels {
@@ -239,6 +239,7 @@ mod tests {
                 value: String::new(),
                 effect: "NoSchedule".into(),
             }],
+            runtimes: vec!["process"],
         };
         let node = spec.object("arm64", json!({}));
         let labels = &node["metadata"]["labels"];

@@ -1,5 +1,6 @@
 //! Subresources: `status` and `scale` views of an object, pod `binding`, namespace
-//! `finalize`, `eviction`; `log` and `exec` answer that no node agent serves them yet.
+//! `finalize`, `eviction`; `log` streams from the pod's node through its agent's tunnel; `exec`
+//! answers that it is not served yet.
 
 use http::{Response, StatusCode};
 use ledge_api::{ApiError, StatusCause, Subresource};
@@ -189,6 +190,7 @@ async fn subresource_checked(
             };
             Ok(respond_object(&ctx, StatusCode::OK, &obj))
         }
+        (Subresource::Log, Verb::Get) => pod_log(&ctx).await,
         (Subresource::Log | Subresource::Exec, _) => Err(ApiError::new(
             503,
             "ServiceUnavailable",
@@ -206,4 +208,89 @@ async fn subresource_checked(
             ctx.gr(),
         )),
     }
+}
+
+/// The query parameters of `pods/log` the agent understands (`PodLogOptions`).
+const LOG_OPTIONS: [&str; 7] = [
+    "follow",
+    "previous",
+    "sinceSeconds",
+    "sinceTime",
+    "timestamps",
+    "tailLines",
+    "limitBytes",
+];
+
+/// `GET pods/<name>/log`: pick the container as upstream does, then stream the log from the
+/// pod's node through its agent's tunnel.
+async fn pod_log(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    let pod = ctx.current().await?;
+    let name = ctx.name();
+    let text = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let node = text("/spec/nodeName");
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let names: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            pod.pointer("/spec/initContainers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let container = match ctx.query.get("container").filter(|c| !c.is_empty()) {
+        Some(c) if names.contains(&c) => c.to_string(),
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if names.len() == 1 => names[0].to_string(),
+        None => {
+            let main: Vec<&str> = pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .collect();
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                main.join(" ")
+            )));
+        }
+    };
+    let mut path = format!(
+        "/containerLogs/{}/{name}/{container}?podUID={}",
+        text("/metadata/namespace"),
+        text("/metadata/uid")
+    );
+    for key in LOG_OPTIONS {
+        if let Some(v) = ctx.query.get(key) {
+            path.push_str(&format!("&{key}={}", encode_query(v)));
+        }
+    }
+    let resp = ctx.state.tunnels.get(node, &path).await?;
+    Ok(crate::tunnel::relay(resp))
+}
+
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -201,6 +201,9 @@ async fn route_request(
     let Some(user) = auth::authenticate(&state, cert_user, req.headers()).await? else {
         return Err(ApiError::unauthorized());
     };
+    if path == crate::tunnel::PATH && req.method() == Method::GET {
+        return crate::tunnel::accept(state.tunnels.clone(), &user, req);
+    }
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
     let routed = route(&method, &path, query.flag("watch"));

@@ -1,5 +1,6 @@
 //! Objects every Kubernetes cluster has from the start: the four system namespaces, the
-//! `kubernetes` Service in `default`, the two system PriorityClasses.
+//! `kubernetes` Service in `default`, the two system PriorityClasses — and ledge's own
+//! RuntimeClasses, one per runtime (`wasm`, the default, and `process`).
 
 use ledge_api::ApiError;
 use serde_json::{Value, json};
@@ -73,6 +74,19 @@ pub async fn bootstrap(state: &ApiState, https_port: u16) -> Result<(), ApiError
             None,
             json!({"metadata": {"name": name}, "value": value, "globalDefault": false, "preemptionPolicy": "PreemptLowerPriority",
                    "description": "Used for system critical pods that must not be moved from their current node."}),
+        )
+        .await?;
+    }
+    // A RuntimeClass's handler names the runtime; nodes offering it carry the label
+    // `node.ledge.dev/runtime.<handler>=true`, which the scheduler looks for.
+    for runtime in ["wasm", "process"] {
+        ensure(
+            state,
+            "node.k8s.io",
+            "runtimeclasses",
+            None,
+            json!({"metadata": {"name": runtime, "labels": {"app.kubernetes.io/managed-by": "ledge"}},
+                   "handler": runtime}),
         )
         .await?;
     }

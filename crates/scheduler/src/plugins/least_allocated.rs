@@ -2,7 +2,7 @@
 //! weighted (upstream `NodeResourcesFit` with the `LeastAllocated` strategy). Pods without
 //! requests count as upstream's defaults (100m CPU, 200 MiB) so they still spread.
 
-use crate::framework::{NodeInfo, PodInfo, ScorePlugin};
+use crate::framework::{CycleState, NodeInfo, PodInfo, ScorePlugin};
 
 /// Upstream plugin name.
 pub const NAME: &str = "NodeResourcesLeastAllocated";
@@ -27,7 +27,7 @@ impl ScorePlugin for LeastAllocated {
         NAME
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let cpu = if pod.requests.milli_cpu == 0 {
             DEFAULT_MILLI_CPU
         } else {

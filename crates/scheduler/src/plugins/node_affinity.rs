@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status};
 
 /// Upstream plugin name.
 pub const NAME: &str = "NodeAffinity";
@@ -68,31 +68,30 @@ impl FilterPlugin for NodeAffinity {
         NAME
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let labels = labels(&node.node);
-        let unfit = || Status::Unfit("node(s) didn't match Pod's node affinity/selector".into());
-        if let Some(sel) = pod
-            .pod
-            .pointer("/spec/nodeSelector")
-            .and_then(Value::as_object)
-        {
-            for (k, v) in sel {
-                if labels.get(k).map(String::as_str) != v.as_str() {
-                    return unfit();
-                }
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        if matches_required(&pod.pod, node) {
+            Status::Fit
+        } else {
+            Status::Unresolvable("node(s) didn't match Pod's node affinity/selector".into())
+        }
+    }
+}
+
+/// Whether a node satisfies a pod's `nodeSelector` and required node affinity (upstream
+/// `RequiredNodeAffinity.Match`, also used by PodTopologySpread's `nodeAffinityPolicy`).
+pub fn matches_required(pod: &Value, node: &NodeInfo) -> bool {
+    let labels = labels(&node.node);
+    if let Some(sel) = pod.pointer("/spec/nodeSelector").and_then(Value::as_object) {
+        for (k, v) in sel {
+            if labels.get(k).map(String::as_str) != v.as_str() {
+                return false;
             }
         }
-        let terms = pod
-            .pod
-            .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
-            .and_then(Value::as_array);
-        if let Some(terms) = terms
-            && !terms.iter().any(|t| term_matches(t, &labels, &node.name))
-        {
-            return unfit();
-        }
-        Status::Fit
     }
+    let terms = pod
+        .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array);
+    terms.is_none_or(|terms| terms.iter().any(|t| term_matches(t, &labels, &node.name)))
 }
 
 impl ScorePlugin for NodeAffinity {
@@ -100,7 +99,7 @@ impl ScorePlugin for NodeAffinity {
         NAME
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let labels = labels(&node.node);
         let prefs = pod
             .pod
@@ -125,6 +124,10 @@ impl ScorePlugin for NodeAffinity {
             .sum();
         matched * 100 / total
     }
+
+    fn weight(&self) -> i64 {
+        2
+    }
 }
 
 #[cfg(test)]
@@ -138,21 +141,32 @@ mod tests {
     fn selector_and_required_affinity() {
         let n = node(json!({"metadata": {"name": "a", "labels": {"zone": "z1", "gpu": "2"}}}));
         assert_eq!(
-            NodeAffinity.filter(&pod(json!({"spec": {"nodeSelector": {"zone": "z1"}}})), &n),
+            NodeAffinity.filter(
+                &CycleState::default(),
+                &pod(json!({"spec": {"nodeSelector": {"zone": "z1"}}})),
+                &n
+            ),
             Status::Fit
         );
         assert!(matches!(
-            NodeAffinity.filter(&pod(json!({"spec": {"nodeSelector": {"zone": "z2"}}})), &n),
-            Status::Unfit(_)
+            NodeAffinity.filter(
+                &CycleState::default(),
+                &pod(json!({"spec": {"nodeSelector": {"zone": "z2"}}})),
+                &n
+            ),
+            Status::Unresolvable(_)
         ));
         let gt = json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["1"]}]}]}}}}});
-        assert_eq!(NodeAffinity.filter(&pod(gt), &n), Status::Fit);
+        assert_eq!(
+            NodeAffinity.filter(&CycleState::default(), &pod(gt), &n),
+            Status::Fit
+        );
         let name = json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}});
         assert!(matches!(
-            NodeAffinity.filter(&pod(name), &n),
-            Status::Unfit(_)
+            NodeAffinity.filter(&CycleState::default(), &pod(name), &n),
+            Status::Unresolvable(_)
         ));
     }
 
@@ -164,6 +178,9 @@ mod tests {
             {"weight": 30, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}},
             {"weight": 70, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}}]}}}}),
         );
-        assert_eq!(ScorePlugin::score(&NodeAffinity, &p, &n), 30);
+        assert_eq!(
+            ScorePlugin::score(&NodeAffinity, &CycleState::default(), &p, &n),
+            30
+        );
     }
 }

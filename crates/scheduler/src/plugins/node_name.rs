@@ -1,7 +1,7 @@
 //! NodeName: a pod that names a node in `spec.nodeName` fits only there (the scheduler only
 //! sees such pods when a client set the field but the pod is not bound yet).
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Status};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, Status};
 
 /// Upstream plugin name.
 pub const NAME: &str = "NodeName";
@@ -14,14 +14,14 @@ impl FilterPlugin for NodeName {
         NAME
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         match pod
             .pod
             .pointer("/spec/nodeName")
             .and_then(serde_json::Value::as_str)
         {
             Some(n) if !n.is_empty() && n != node.name => {
-                Status::Unfit("node(s) didn't match the requested node name".into())
+                Status::Unresolvable("node(s) didn't match the requested node name".into())
             }
             _ => Status::Fit,
         }

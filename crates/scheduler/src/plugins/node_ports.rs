@@ -1,7 +1,7 @@
 //! NodePorts: a pod's `hostPort`s must be free on the node (same protocol and port, and an
 //! overlapping host IP: `0.0.0.0` overlaps everything).
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Status};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, Status};
 
 /// Upstream plugin name.
 pub const NAME: &str = "NodePorts";
@@ -14,7 +14,7 @@ impl FilterPlugin for NodePorts {
         NAME
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for (proto, ip, port) in &pod.ports {
             let clash = node.used_ports.iter().any(|(p2, ip2, port2)| {
                 p2 == proto && port2 == port && (ip == ip2 || ip == "0.0.0.0" || ip2 == "0.0.0.0")

@@ -1,7 +1,7 @@
 //! NodeResourcesFit: the pod's requests must fit in the node's allocatable resources minus
 //! what its pods already request; each shortage is reported (`Insufficient cpu`, `Too many pods`).
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Status};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, Status};
 
 /// Upstream plugin name.
 pub const NAME: &str = "NodeResourcesFit";
@@ -14,7 +14,7 @@ impl FilterPlugin for NodeResourcesFit {
         NAME
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let (a, u, r) = (&node.allocatable, &node.requested, &pod.requests);
         if a.pods > 0 && u.pods + 1 > a.pods {
             return Status::Unfit("Too many pods".into());
@@ -56,19 +56,22 @@ mod tests {
         let small = pod(
             json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]}}),
         );
-        assert_eq!(NodeResourcesFit.filter(&small, &n), Status::Fit);
+        assert_eq!(
+            NodeResourcesFit.filter(&CycleState::default(), &small, &n),
+            Status::Fit
+        );
         let big = pod(
             json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "600m"}}}]}}),
         );
         assert_eq!(
-            NodeResourcesFit.filter(&big, &n),
+            NodeResourcesFit.filter(&CycleState::default(), &big, &n),
             Status::Unfit("Insufficient cpu".into())
         );
         let mem = pod(
             json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"memory": "2Gi"}}}]}}),
         );
         assert_eq!(
-            NodeResourcesFit.filter(&mem, &n),
+            NodeResourcesFit.filter(&CycleState::default(), &mem, &n),
             Status::Unfit("Insufficient memory".into())
         );
     }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::taint_toleration::tolerates;
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Status};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, Status};
 
 /// Upstream plugin name.
 pub const NAME: &str = "NodeUnschedulable";
@@ -17,7 +17,7 @@ impl FilterPlugin for NodeUnschedulable {
         NAME
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let cordoned = node
             .node
             .pointer("/spec/unschedulable")
@@ -26,7 +26,7 @@ impl FilterPlugin for NodeUnschedulable {
         let taint =
             serde_json::json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
         if cordoned && !tolerates(&pod.pod, &taint) {
-            return Status::Unfit("node(s) were unschedulable".into());
+            return Status::Unresolvable("node(s) were unschedulable".into());
         }
         Status::Fit
     }

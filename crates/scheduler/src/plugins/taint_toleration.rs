@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Status};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, Status};
 
 /// Upstream plugin name.
 pub const NAME: &str = "TaintToleration";
@@ -41,11 +41,10 @@ impl FilterPlugin for TaintToleration {
         NAME
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let taints = node.node.pointer("/spec/taints").and_then(Value::as_array);
-        for taint in taints.into_iter().flatten() {
-            let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-            if matches!(effect, "NoSchedule" | "NoExecute") && !tolerates(&pod.pod, taint) {
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        match untolerated(&pod.pod, node) {
+            None => Status::Fit,
+            Some(taint) => {
                 let key = taint.get("key").and_then(Value::as_str).unwrap_or("");
                 let value = taint.get("value").and_then(Value::as_str).unwrap_or("");
                 let shown = if value.is_empty() {
@@ -53,11 +52,20 @@ impl FilterPlugin for TaintToleration {
                 } else {
                     format!("{key}: {value}")
                 };
-                return Status::Unfit(format!("node(s) had untolerated taint {{{shown}}}"));
+                Status::Unresolvable(format!("node(s) had untolerated taint {{{shown}}}"))
             }
         }
-        Status::Fit
     }
+}
+
+/// The first `NoSchedule`/`NoExecute` taint of the node the pod does not tolerate (upstream
+/// `FindMatchingUntoleratedTaint` with the do-not-schedule filter).
+pub fn untolerated<'a>(pod: &Value, node: &'a NodeInfo) -> Option<&'a Value> {
+    let taints = node.node.pointer("/spec/taints").and_then(Value::as_array);
+    taints.into_iter().flatten().find(|taint| {
+        let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
+        matches!(effect, "NoSchedule" | "NoExecute") && !tolerates(pod, taint)
+    })
 }
 
 #[cfg(test)]
@@ -74,21 +82,27 @@ mod tests {
         );
         let plain = pod(json!({"spec": {}}));
         assert_eq!(
-            TaintToleration.filter(&plain, &n),
-            Status::Unfit("node(s) had untolerated taint {edge: x}".into())
+            TaintToleration.filter(&CycleState::default(), &plain, &n),
+            Status::Unresolvable("node(s) had untolerated taint {edge: x}".into())
         );
         let equal = pod(
             json!({"spec": {"tolerations": [{"key": "edge", "operator": "Equal", "value": "x"}]}}),
         );
-        assert_eq!(TaintToleration.filter(&equal, &n), Status::Fit);
+        assert_eq!(
+            TaintToleration.filter(&CycleState::default(), &equal, &n),
+            Status::Fit
+        );
         let exists = pod(json!({"spec": {"tolerations": [{"operator": "Exists"}]}}));
-        assert_eq!(TaintToleration.filter(&exists, &n), Status::Fit);
+        assert_eq!(
+            TaintToleration.filter(&CycleState::default(), &exists, &n),
+            Status::Fit
+        );
         let wrong_effect = pod(
             json!({"spec": {"tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoExecute"}]}}),
         );
         assert!(matches!(
-            TaintToleration.filter(&wrong_effect, &n),
-            Status::Unfit(_)
+            TaintToleration.filter(&CycleState::default(), &wrong_effect, &n),
+            Status::Unresolvable(_)
         ));
     }
 }

@@ -1,0 +1,223 @@
+//! Readiness, liveness and startup probes, as kubelet runs them: `httpGet` (2xx/3xx passes),
+//! `tcpSocket` (a connection passes) and `exec` (exit 0 passes; only where the runtime can run
+//! commands beside the container), every `periodSeconds` after `initialDelaySeconds`, with
+//! `timeoutSeconds`, `successThreshold` and `failureThreshold`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::spec::{Container, Probe};
+
+/// A probe with its defaults applied and its port resolved.
+#[derive(Clone, Debug)]
+pub struct Prober {
+    action: Action,
+    /// `initialDelaySeconds`.
+    pub initial_delay: Duration,
+    /// `periodSeconds`.
+    pub period: Duration,
+    timeout: Duration,
+    /// `successThreshold`.
+    pub success_threshold: u32,
+    /// `failureThreshold`.
+    pub failure_threshold: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+        headers: Vec<(String, String)>,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Exec {
+        command: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// The outcome of one probe.
+pub type Outcome = Result<(), String>;
+
+fn secs(v: Option<i64>, default: i64) -> Duration {
+    Duration::from_secs(v.unwrap_or(default).max(0) as u64)
+}
+
+/// Resolve a probe's port: a number, or the name of one of the container's ports.
+fn port(container: &Container, v: &Value) -> Result<u16, String> {
+    if let Some(n) = v.as_u64() {
+        return u16::try_from(n).map_err(|_| format!("port {n} is out of range"));
+    }
+    let name = v.as_str().unwrap_or("");
+    if let Ok(n) = name.parse::<u16>() {
+        return Ok(n);
+    }
+    container
+        .ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some(name))
+        .and_then(|p| u16::try_from(p.container_port).ok())
+        .ok_or_else(|| {
+            format!(
+                "port {name:?} is not a port of container {}",
+                container.name
+            )
+        })
+}
+
+impl Prober {
+    /// Prepare `probe` of `container`, whose environment is `env`.
+    ///
+    /// # Errors
+    /// A probe with no action or an unknown named port.
+    pub fn new(
+        probe: &Probe,
+        container: &Container,
+        env: &[(String, String)],
+    ) -> Result<Self, String> {
+        let host = |h: &Option<String>| {
+            h.clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".into())
+        };
+        let action = if let Some(h) = &probe.http_get {
+            if h.scheme
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+            {
+                return Err("httpGet probes over HTTPS are not supported yet".into());
+            }
+            Action::Http {
+                host: host(&h.host),
+                port: port(container, &h.port)?,
+                path: h
+                    .path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "/".into()),
+                headers: h
+                    .http_headers
+                    .iter()
+                    .map(|h| (h.name.clone(), h.value.clone()))
+                    .collect(),
+            }
+        } else if let Some(t) = &probe.tcp_socket {
+            Action::Tcp {
+                host: host(&t.host),
+                port: port(container, &t.port)?,
+            }
+        } else if let Some(e) = &probe.exec {
+            Action::Exec {
+                command: e.command.clone(),
+                env: env.to_vec(),
+            }
+        } else {
+            return Err("the probe has no handler (httpGet, tcpSocket or exec)".into());
+        };
+        Ok(Self {
+            action,
+            initial_delay: secs(probe.initial_delay_seconds, 0),
+            period: secs(probe.period_seconds, 10).max(Duration::from_secs(1)),
+            timeout: secs(probe.timeout_seconds, 1).max(Duration::from_secs(1)),
+            success_threshold: probe.success_threshold.unwrap_or(1).max(1) as u32,
+            failure_threshold: probe.failure_threshold.unwrap_or(3).max(1) as u32,
+        })
+    }
+
+    /// Whether this probe needs a runtime that can run commands.
+    pub fn needs_exec(&self) -> bool {
+        matches!(self.action, Action::Exec { .. })
+    }
+
+    /// Run the probe once.
+    pub async fn run(&self) -> Outcome {
+        match tokio::time::timeout(self.timeout, self.attempt()).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timeout after {}s", self.timeout.as_secs())),
+        }
+    }
+
+    async fn attempt(&self) -> Outcome {
+        match &self.action {
+            Action::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("dial tcp {host}:{port}: {e}")),
+            Action::Http {
+                host,
+                port,
+                path,
+                headers,
+            } => {
+                let url = format!("http://{host}:{port}{path}");
+                let mut s = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| format!("Get \"{url}\": dial tcp {host}:{port}: {e}"))?;
+                let mut req = format!(
+                    "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n"
+                );
+                for (k, v) in headers {
+                    req.push_str(&format!("{k}: {v}\r\n"));
+                }
+                req.push_str("\r\n");
+                s.write_all(req.as_bytes())
+                    .await
+                    .map_err(|e| format!("Get \"{url}\": {e}"))?;
+                let mut head = Vec::new();
+                let mut buf = [0u8; 512];
+                while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+                    let n = s
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| format!("Get \"{url}\": {e}"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let line = String::from_utf8_lossy(&head);
+                let code = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse::<u16>().ok())
+                    .ok_or_else(|| format!("Get \"{url}\": malformed HTTP response"))?;
+                if (200..400).contains(&code) {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP probe failed with statuscode: {code}"))
+                }
+            }
+            Action::Exec { command, env } => {
+                let Some((prog, args)) = command.split_first() else {
+                    return Err("exec probe has no command".into());
+                };
+                let out = tokio::process::Command::new(prog)
+                    .args(args)
+                    .env_clear()
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|e| format!("exec {prog}: {e}"))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    Err(format!(
+                        "command {command:?} exited with {}: {}",
+                        out.status.code().unwrap_or(-1),
+                        text.trim()
+                    ))
+                }
+            }
+        }
+    }
+}

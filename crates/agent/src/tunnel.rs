@@ -1,0 +1,145 @@
+//! The agent's end of the reverse tunnel: it dials the server (`GET /ledge/v1/tunnel`, upgraded),
+//! then *serves* HTTP/2 on that connection, so the server can ask the node for container logs
+//! without the node opening a port. A broken tunnel is redialled with capped back-off.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::HttpClient;
+use crate::logs::{LogError, Logs, Options};
+
+/// The path and protocol the server accepts tunnels on.
+pub const PATH: &str = "/ledge/v1/tunnel";
+/// The `Upgrade` protocol name.
+pub const PROTOCOL: &str = "ledge-tunnel";
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Keep a tunnel open until `cancel`.
+pub async fn run(client: HttpClient, logs: Arc<Logs>, cancel: CancellationToken) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let opened = tokio::select! {
+            r = client.open_tunnel(PATH, PROTOCOL) => r,
+            _ = cancel.cancelled() => return,
+        };
+        match opened {
+            Ok(io) => {
+                tracing::debug!("tunnel to the server open");
+                delay = Duration::from_millis(500);
+                let logs = logs.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let logs = logs.clone();
+                    async move { Ok::<_, Infallible>(handle(&logs, req).await) }
+                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(Duration::from_secs(20)))
+                    .keep_alive_timeout(Duration::from_secs(20))
+                    .serve_connection(io, service);
+                tokio::select! {
+                    r = conn => if let Err(e) = r {
+                        tracing::debug!(error = %e, "tunnel to the server ended");
+                    },
+                    _ = cancel.cancelled() => return,
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot open the tunnel; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn plain(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(e: LogError) -> Response<Body> {
+    plain(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::BAD_REQUEST),
+        e.status(),
+    )
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(logs: &Arc<Logs>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["containerLogs", namespace, pod, container] = parts.as_slice() else {
+        return error(LogError {
+            code: 404,
+            message: format!("the node serves no {path}"),
+        });
+    };
+    let q = query(&req);
+    let opts = match Options::parse(&q, chrono::Utc::now()) {
+        Ok(o) => o,
+        Err(message) => return error(LogError { code: 400, message }),
+    };
+    let uid = q.get("podUID").map(String::as_str).unwrap_or("");
+    let file = match logs.file(namespace, pod, uid, container, opts.previous) {
+        Ok(f) => f,
+        Err(e) => return error(e),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let logs = logs.clone();
+    tokio::spawn(async move { logs.stream(file, opts, tx).await });
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|o| o.map(|b| Ok::<_, Infallible>(Frame::data(b))))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}

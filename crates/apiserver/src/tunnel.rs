@@ -1,0 +1,198 @@
+//! The reverse tunnel: agents dial out, the server calls in. An agent opens
+//! `GET /ledge/v1/tunnel` with `Upgrade: ledge-tunnel` using its node certificate; after the
+//! `101` the server speaks HTTP/2 as the *client* on that connection and the agent serves it.
+//! `kubectl logs` (and later exec and port-forward) reach a node this way, so an edge device
+//! never needs an inbound port.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::TokioExecutor;
+use ledge_api::ApiError;
+
+use crate::auth::User;
+use crate::http::body::Body;
+
+/// The path agents open their tunnel on.
+pub const PATH: &str = "/ledge/v1/tunnel";
+/// The `Upgrade` protocol name.
+pub const PROTOCOL: &str = "ledge-tunnel";
+const NODE_PREFIX: &str = "system:node:";
+
+struct Entry {
+    id: u64,
+    sender: SendRequest<Empty<Bytes>>,
+}
+
+/// The connected nodes.
+#[derive(Default)]
+pub struct Tunnels {
+    nodes: Mutex<HashMap<String, Entry>>,
+    next: AtomicU64,
+}
+
+impl Tunnels {
+    fn insert(&self, node: &str, sender: SendRequest<Empty<Bytes>>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.to_string(), Entry { id, sender });
+        id
+    }
+
+    fn remove(&self, node: &str, id: u64) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        if nodes.get(node).is_some_and(|e| e.id == id) {
+            nodes.remove(node);
+        }
+    }
+
+    /// Whether `node` has a tunnel open.
+    pub fn connected(&self, node: &str) -> bool {
+        self.nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .is_some_and(|e| !e.sender.is_closed())
+    }
+
+    /// GET `path_and_query` on `node`'s agent; the response body streams.
+    ///
+    /// # Errors
+    /// 503 when the node has no tunnel or it broke.
+    pub async fn get(
+        &self,
+        node: &str,
+        path_and_query: &str,
+    ) -> Result<Response<Incoming>, ApiError> {
+        let unavailable = |why: String| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("node {node:?} cannot be reached: {why}"),
+            )
+        };
+        let sender = {
+            let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            nodes.get(node).map(|e| e.sender.clone())
+        };
+        let Some(mut sender) = sender else {
+            return Err(unavailable(
+                "its agent is not connected (is `ledge agent` running there?)".into(),
+            ));
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let req = Request::get(format!("http://agent{path_and_query}"))
+            .body(Empty::new())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| unavailable(e.to_string()))
+    }
+}
+
+/// The node a user is, if it is a node.
+pub fn node_of(user: &User) -> Option<&str> {
+    user.name
+        .strip_prefix(NODE_PREFIX)
+        .filter(|_| user.groups.iter().any(|g| g == "system:nodes"))
+}
+
+/// Accept an agent's tunnel: answer `101`, then run an HTTP/2 client over the connection.
+///
+/// # Errors
+/// 403 for anyone but a node, 400 without the upgrade headers.
+pub fn accept(
+    tunnels: Arc<Tunnels>,
+    user: &User,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let Some(node) = node_of(user).map(str::to_string) else {
+        return Err(ApiError::forbidden(format!(
+            "User {:?} cannot open a node tunnel: only node certificates can",
+            user.name
+        )));
+    };
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !upgrade.eq_ignore_ascii_case(PROTOCOL) {
+        return Err(ApiError::bad_request(format!(
+            "the tunnel needs `Upgrade: {PROTOCOL}`"
+        )));
+    }
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(node, error = %e, "tunnel upgrade failed");
+                return;
+            }
+        };
+        let (sender, conn) =
+            match hyper::client::conn::http2::handshake(TokioExecutor::new(), upgraded).await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(node, error = %e, "tunnel handshake failed");
+                    return;
+                }
+            };
+        let id = tunnels.insert(&node, sender);
+        tracing::debug!(node, "node tunnel open");
+        if let Err(e) = conn.await {
+            tracing::debug!(node, error = %e, "node tunnel ended");
+        }
+        tunnels.remove(&node, id);
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, PROTOCOL)
+        .body(Body::default())
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Forward an agent's streamed response to the client: same status and content type, the
+/// body passed on frame by frame until either side goes away.
+pub fn relay(resp: Response<Incoming>) -> Response<Body> {
+    let status = resp.status();
+    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let mut incoming = resp.into_body();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(16);
+    tokio::spawn(async move {
+        while let Some(frame) = incoming.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Ok(data) = frame.into_data()
+                && tx.send(Ok(Frame::data(data))).await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    let mut out = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    *out.status_mut() = status;
+    if let Some(ct) = content_type {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    out
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,155 @@
+//! RuntimeClass: a pod runs only on a node that offers its runtime. In ledge a RuntimeClass's
+//! `handler` names a runtime (`wasm`, `process`, later `oci`), and a node offers runtime `h`
+//! when it carries the label `node.ledge.dev/runtime.<h>=true` (set by the node agent). The
+//! class's `scheduling.nodeSelector` must match too (upstream RuntimeClass scheduling).
+//!
+//! The class's `scheduling.tolerations` (and its node selector) are merged into the pod by the
+//! API server's admission, as upstream's RuntimeClass admission plugin does, so
+//! TaintToleration and NodeAffinity enforce them; checking the selector again here keeps pods
+//! off unfit nodes when a class changed after the pod was admitted. A pod naming a class that
+//! no longer exists fits nowhere. A pod without `runtimeClassName` is not restricted here:
+//! admission gives every new pod the cluster default.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::framework::{Cluster, CycleState, FilterPlugin, NodeInfo, PodInfo, Status, str_at};
+
+/// Upstream-style plugin name.
+pub const NAME: &str = "RuntimeClass";
+
+/// Label prefix of the runtimes a node offers (`node.ledge.dev/runtime.<handler>=true`).
+pub const RUNTIME_LABEL_PREFIX: &str = "node.ledge.dev/runtime.";
+
+/// The plugin.
+pub struct RuntimeClass;
+
+/// What the pod's class requires of a node.
+struct Required {
+    class: String,
+    label: String,
+    node_selector: Map<String, Value>,
+}
+
+/// The label a node carries when it offers `handler`.
+pub fn runtime_label(handler: &str) -> String {
+    format!("{RUNTIME_LABEL_PREFIX}{handler}")
+}
+
+impl FilterPlugin for RuntimeClass {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn pre_filter(&self, cx: &Cluster, pod: &PodInfo, state: &mut CycleState) -> Status {
+        let class = str_at(&pod.pod, "/spec/runtimeClassName");
+        if class.is_empty() {
+            return Status::Fit;
+        }
+        let Some(rc): Option<Arc<Value>> = (cx.runtime_class)(class) else {
+            return Status::Unresolvable(format!("RuntimeClass \"{class}\" not found"));
+        };
+        let node_selector = rc
+            .pointer("/scheduling/nodeSelector")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        state.write(
+            NAME,
+            Required {
+                class: class.to_string(),
+                label: runtime_label(str_at(&rc, "/handler")),
+                node_selector,
+            },
+        );
+        Status::Fit
+    }
+
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(req) = state.read::<Required>(NAME) else {
+            return Status::Fit;
+        };
+        let offers = node.label(&req.label) == Some("true");
+        let selected = req
+            .node_selector
+            .iter()
+            .all(|(k, v)| node.label(k) == v.as_str());
+        if offers && selected {
+            Status::Fit
+        } else {
+            Status::Unresolvable(format!(
+                "node(s) didn't support runtime class \"{}\"",
+                req.class
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::plugins::testing::{node, pod};
+
+    fn run(classes: &[Value], p: &PodInfo, n: &NodeInfo) -> Status {
+        let lookup = |name: &str| {
+            classes
+                .iter()
+                .find(|c| c.pointer("/metadata/name") == Some(&json!(name)))
+                .map(|c| Arc::new(c.clone()))
+        };
+        let images = HashMap::new();
+        let nodes = [n];
+        let cx = Cluster {
+            nodes: &nodes,
+            image_nodes: &images,
+            runtime_class: &lookup,
+        };
+        let mut state = CycleState::default();
+        match RuntimeClass.pre_filter(&cx, p, &mut state) {
+            Status::Fit => RuntimeClass.filter(&state, p, n),
+            rejected => rejected,
+        }
+    }
+
+    #[test]
+    fn node_must_offer_the_handler_and_match_the_class_selector() {
+        let wasm = json!({"metadata": {"name": "wasm"}, "handler": "wasm"});
+        let edge = json!({"metadata": {"name": "edge"}, "handler": "process",
+                          "scheduling": {"nodeSelector": {"site": "edge"}}});
+        let wasm_node = node(json!({"metadata": {"name": "a", "labels": {
+            "node.ledge.dev/runtime.wasm": "true", "site": "core"}}}));
+        let process_node = node(json!({"metadata": {"name": "b", "labels": {
+            "node.ledge.dev/runtime.process": "true", "site": "edge"}}}));
+        let classes = [wasm, edge];
+        let p = pod(json!({"spec": {"runtimeClassName": "wasm"}}));
+        assert_eq!(run(&classes, &p, &wasm_node), Status::Fit);
+        assert_eq!(
+            run(&classes, &p, &process_node),
+            Status::Unresolvable("node(s) didn't support runtime class \"wasm\"".into())
+        );
+        let p = pod(json!({"spec": {"runtimeClassName": "edge"}}));
+        assert_eq!(run(&classes, &p, &process_node), Status::Fit);
+        let mut elsewhere = process_node.clone();
+        elsewhere.set_node(Arc::new(json!({"metadata": {"name": "b", "labels": {
+            "node.ledge.dev/runtime.process": "true", "site": "core"}}})));
+        assert!(matches!(
+            run(&classes, &p, &elsewhere),
+            Status::Unresolvable(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_class_fits_nowhere_and_no_class_fits_anywhere() {
+        let n = node(json!({"metadata": {"name": "a"}}));
+        assert_eq!(
+            run(&[], &pod(json!({"spec": {"runtimeClassName": "x"}})), &n),
+            Status::Unresolvable("RuntimeClass \"x\" not found".into())
+        );
+        assert_eq!(run(&[], &pod(json!({"spec": {}})), &n), Status::Fit);
+    }
+}

@@ -1,0 +1,79 @@
+//! The one [`Engine`] of an agent and the thread that advances its epoch.
+//!
+//! Epoch interruption is wasmtime's cheap preemption: compiled code checks a counter at loop
+//! heads and function entries, and the ticker increments it every `epoch_tick`. Every store
+//! ([`limits::configure_store`](crate::limits::configure_store)) turns reaching its deadline into
+//! a yield to tokio, so a spinning guest neither starves other pods nor ignores a stop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Build the engine: cranelift, async, epochs, and a pooling allocator for `max_instances`
+/// concurrent instances (falling back to on-demand allocation when the pool's address space
+/// cannot be reserved, e.g. under a small `ulimit -v`).
+pub(crate) fn build(max_instances: u32) -> wasmtime::Result<Engine> {
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(max_instances)));
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            tracing::warn!(error = %e, max_instances, "cannot reserve the wasm instance pool; allocating on demand");
+            Engine::new(&base_config())
+        }
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config
+}
+
+/// A component instance holds several core instances (the guest, the WASI adapter, shims) and
+/// usually two linear memories; the totals leave room for that.
+fn pool(max_instances: u32) -> PoolingAllocationConfig {
+    let n = max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(4))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n);
+    pool
+}
+
+/// Advances the engine's epoch every tick until dropped.
+pub(crate) struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    /// Start the ticker thread.
+    pub(crate) fn start(engine: &Engine, tick: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        // A weak handle: the thread must not keep the engine (and its pool) alive.
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("ledge-wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
