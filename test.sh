@@ -18,7 +18,10 @@ REPO_ROOT=$(pwd)
 
 # Debian packages the build and the tests need. Later work adds its own here (etcd-server, runc,
 # mosquitto, ...). python3-venv is added below only when the venv module is unusable.
-DEBIAN_PACKAGES=(protobuf-compiler iproute2)
+DEBIAN_PACKAGES=(protobuf-compiler iproute2
+    # Wasm fixtures and examples/hello-wasm: C → WASI with clang + wasi-libc (crates/wasm/fixtures).
+    clang lld wasi-libc libclang-rt-14-dev-wasm32
+    busybox-static)
 
 ALL_STAGES=deps,fmt,clippy,test,build,e2e
 STAGES=${LEDGE_TEST_STAGES:-$ALL_STAGES}
@@ -110,6 +113,9 @@ if stage_enabled deps; then
     stage deps
     install_debian_packages
     setup_venv
+    # Wasm test fixtures and the hello-wasm component, under $CARGO_TARGET_DIR/wasm-fixtures
+    # (ledge-wasm's tests also build them on first use; this makes them ready for e2e).
+    "$REPO_ROOT/crates/wasm/fixtures/build.sh"
 fi
 
 if stage_enabled fmt; then

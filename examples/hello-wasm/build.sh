@@ -28,11 +28,16 @@ fi
 
 # The WIT of the wasmtime-wasi-http version in the workspace's Cargo.lock, from cargo's registry
 # (`cargo metadata` downloads it if needed).
-WIT=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --locked 2>/dev/null |
+WIT=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 |
     python3 -c 'import json,sys,os
 m = json.load(sys.stdin)
 p = [p for p in m["packages"] if p["name"] == "wasmtime-wasi-http"][0]
 print(os.path.join(os.path.dirname(p["manifest_path"]), "wit"))')
+
+if [[ ! -f $WIT/world.wit ]]; then
+    echo "error: no WIT found for wasmtime-wasi-http (looked in ${WIT:-nothing})" >&2
+    exit 1
+fi
 
 GEN=$OUT/hello-http-gen
 rm -rf "$GEN"

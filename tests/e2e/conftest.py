@@ -132,7 +132,7 @@ def _wait_ready(process, kubeconfig, data_dir, log_path, port, kubectl_path) -> 
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     last = "admin.kubeconfig not written yet"
     home = data_dir.parent / "readyz-home"
-    home.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(
@@ -340,3 +340,74 @@ def api_client(server):
                                            persist_config=False)
     yield client
     client.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# a single-node cluster with a real agent (`ledge up`)
+
+
+@dataclass
+class NodeCluster:
+    """`ledge up`: a server and a real node agent in one process, with its own kubectl."""
+
+    server: Server
+    kubectl: Kubectl
+    agent_dir: Path
+    node: str
+    ledge_bin: Path
+
+    def ns(self, prefix: str) -> str:
+        name = e2e_util.unique_name(prefix, max_len=40)
+        self.kubectl("create", "namespace", name)
+        return name
+
+    def pod(self, namespace: str, name: str) -> dict:
+        return self.kubectl.json("-n", namespace, "get", "pod", name)
+
+
+NODE_NAME = "e2e-node"
+
+
+@pytest.fixture(scope="module")
+def node_cluster(request, ledge_bin, tmp_path_factory, kubectl_path) -> NodeCluster:
+    """`ledge up` on a free loopback port with a fresh data dir; its node is Ready."""
+    base = tmp_path_factory.mktemp("ledge-up")
+    data_dir = base / "data"
+    log_path = base / "ledge-up.log"
+    port = _free_port()
+    cmd = [
+        str(ledge_bin), "up",
+        "--data-dir", str(data_dir),
+        "--https-listen-port", str(port),
+        "--bind-address", "127.0.0.1",
+        "--node-name", NODE_NAME,
+        # Crash-loop back-off starts at 1 s so restarts show within a test's patience.
+        "--restart-backoff", "1s",
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("LEDGE_LOG",)}
+    env.setdefault("RUST_BACKTRACE", "1")
+    with open(log_path, "wb") as log:
+        log.write(f"$ {' '.join(cmd)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server_dir = data_dir / "server"
+    srv = None
+    try:
+        srv = _wait_ready(process, server_dir / "admin.kubeconfig", server_dir, log_path, port,
+                          kubectl_path)
+        kubectl = Kubectl(kubectl_path, srv.kubeconfig, tmp_path_factory.mktemp("kubectl-up"))
+
+        def node_ready():
+            out = kubectl("get", "node", NODE_NAME, "-o",
+                          "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+            return out.returncode == 0 and out.stdout.strip() == "True"
+
+        e2e_util.wait_until(node_ready, f"node {NODE_NAME} Ready", timeout=60)
+        yield NodeCluster(srv, kubectl, data_dir / "agent", NODE_NAME, ledge_bin)
+    finally:
+        _stop(process)
+        failed = request.session.testsfailed
+        if failed and srv is not None:
+            _report(request.config, f"ledge up log (last {LOG_TAIL_LINES} lines of {log_path})",
+                    e2e_util.file_tail(log_path, LOG_TAIL_LINES))

@@ -84,7 +84,8 @@ def is_ready(pod) -> bool:
 
 class FakeKubelet:
     """Reports every live pod of a namespace (matching `selector`) as `phase` (Running and
-    Ready by default, or e.g. Succeeded/Failed), in a background thread, until stopped."""
+    Ready by default, or e.g. Succeeded/Failed), in a background thread, until stopped. Like a
+    kubelet, it also confirms the deletion of terminating pods bound to a node."""
 
     def __init__(self, v1, ns, selector=None, phase="Running", interval=0.2):
         self.v1, self.ns, self.selector, self.phase, self.interval = v1, ns, selector, phase, interval
@@ -95,6 +96,9 @@ class FakeKubelet:
     def once(self):
         for pod in self.v1.list_namespaced_pod(self.ns, label_selector=self.selector).items:
             if pod.metadata.deletion_timestamp is not None:
+                if pod.spec.node_name and not pod.metadata.finalizers:
+                    retry_conflicts(lambda: self.v1.delete_namespaced_pod(
+                        pod.metadata.name, self.ns, grace_period_seconds=0))
                 continue
             if self.phase == "Running" and pod.status.phase == "Running" and is_ready(pod):
                 continue
@@ -459,3 +463,140 @@ def test_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out(kubectl, ns, v1
     assert sorted(r["revision"] for r in revisions) == [1, 2]
     history = kubectl("rollout", "history", "ds/agent", "-n", ns).stdout
     assert "1" in history and "2" in history, history
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs
+
+
+def job(name, completions=None, parallelism=None, **spec):
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                           "containers": [{"name": "c", "image": "registry.example/job:1"}]}},
+                     **spec}}
+    if completions is not None:
+        body["spec"]["completions"] = completions
+    if parallelism is not None:
+        body["spec"]["parallelism"] = parallelism
+    return body
+
+
+def get_job(kubectl, ns, name):
+    return kubectl.json("get", "job", name, "-n", ns)
+
+
+def test_job_runs_pods_to_completions_with_exact_counts(kubectl, ns, v1):
+    create(kubectl, ns, job("work", completions=3, parallelism=2))
+    j = get_job(kubectl, ns, "work")
+    uid = j["metadata"]["uid"]
+    assert j["spec"]["selector"]["matchLabels"] == {"batch.kubernetes.io/controller-uid": uid}
+
+    def two_active():
+        pods = v1.list_namespaced_pod(ns, label_selector="job-name=work").items
+        return pods if len(pods) == 2 else None
+
+    pods = wait_until(two_active, "parallelism=2 pods")
+    for p in pods:
+        assert p.metadata.labels["batch.kubernetes.io/controller-uid"] == uid
+        assert p.metadata.labels["controller-uid"] == uid
+        assert p.metadata.labels["batch.kubernetes.io/job-name"] == "work"
+        assert "batch.kubernetes.io/job-tracking" in p.metadata.finalizers
+    time.sleep(1)
+    assert len(v1.list_namespaced_pod(ns, label_selector="job-name=work").items) == 2
+
+    with FakeKubelet(v1, ns, selector="job-name=work", phase="Succeeded"):
+        kubectl("wait", "--for=condition=complete", "job/work", "-n", ns, "--timeout=60s", timeout=90)
+    j = get_job(kubectl, ns, "work")
+    st = j["status"]
+    assert (st.get("succeeded"), st.get("failed", 0), st.get("active", 0)) == (3, 0, 0)
+    assert st["startTime"] and st["completionTime"]
+    assert condition(j, "Complete")["status"] == "True"
+    pods = v1.list_namespaced_pod(ns, label_selector="job-name=work").items
+    assert len(pods) == 3
+    wait_until(lambda: all(not p.metadata.finalizers for p in
+                           v1.list_namespaced_pod(ns, label_selector="job-name=work").items),
+               "the tracking finalizers to be removed")
+    out = kubectl("get", "job", "work", "-n", ns).stdout
+    assert "3/3" in out and "Complete" in out, out
+
+
+def test_job_fails_past_its_backoff_limit(kubectl, ns, v1):
+    create(kubectl, ns, job("flaky", backoffLimit=1))
+    with FakeKubelet(v1, ns, selector="job-name=flaky", phase="Failed"):
+        kubectl("wait", "--for=condition=failed", "job/flaky", "-n", ns, "--timeout=60s", timeout=90)
+    j = get_job(kubectl, ns, "flaky")
+    failed = condition(j, "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "BackoffLimitExceeded")
+    assert j["status"]["failed"] == 2
+    assert not condition(j, "Complete")
+
+
+def test_finished_job_is_deleted_after_its_ttl(kubectl, ns, v1):
+    create(kubectl, ns, job("brief", ttlSecondsAfterFinished=2))
+    with FakeKubelet(v1, ns, selector="job-name=brief", phase="Succeeded"):
+        kubectl("wait", "--for=condition=complete", "job/brief", "-n", ns, "--timeout=60s", timeout=90)
+    wait_until(lambda: kubectl("get", "job", "brief", "-n", ns, "--ignore-not-found", "-o", "name")
+               .stdout.strip() == "", "the job to be deleted after its TTL")
+    wait_until(lambda: not v1.list_namespaced_pod(ns, label_selector="job-name=brief").items,
+               "its pods to be collected")
+
+
+def test_indexed_job_runs_each_index_once(kubectl, ns, v1):
+    create(kubectl, ns, job("idx", completions=3, parallelism=3, completionMode="Indexed"))
+    pods = wait_until(lambda: (lambda ps: ps if len(ps) == 3 else None)(
+        v1.list_namespaced_pod(ns, label_selector="job-name=idx").items), "three indexed pods")
+    indexes = sorted(p.metadata.annotations["batch.kubernetes.io/job-completion-index"] for p in pods)
+    assert indexes == ["0", "1", "2"]
+    assert sorted(p.metadata.labels["batch.kubernetes.io/job-completion-index"] for p in pods) == indexes
+    with FakeKubelet(v1, ns, selector="job-name=idx", phase="Succeeded"):
+        kubectl("wait", "--for=condition=complete", "job/idx", "-n", ns, "--timeout=60s", timeout=90)
+    st = get_job(kubectl, ns, "idx")["status"]
+    assert (st["succeeded"], st["completedIndexes"]) == (3, "0-2")
+
+
+# --------------------------------------------------------------------------------------------------
+# CronJobs (the schedule itself is unit-tested: a real minute boundary is too slow here)
+
+
+def cron_job(name, schedule="0 0 1 1 *", **spec):
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+            "spec": {"schedule": schedule, **spec, "jobTemplate": {"spec": {"template": {
+                "metadata": {"labels": {"cron": name}},
+                "spec": {"restartPolicy": "Never",
+                         "containers": [{"name": "c", "image": "registry.example/job:1"}]}}}}}}
+
+
+def events_of(kubectl, ns, name, reason):
+    return kubectl("get", "events", "-n", ns, "--field-selector",
+                   f"involvedObject.name={name},reason={reason}",
+                   "-o", "jsonpath={.items[*].message}").stdout
+
+
+def test_cron_job_is_accepted_suspended_and_runs_jobs_created_from_it(kubectl, ns, v1):
+    create(kubectl, ns, cron_job("nightly"))
+    cj = kubectl.json("get", "cronjob", "nightly", "-n", ns)
+    assert (cj["spec"]["concurrencyPolicy"], cj["spec"]["suspend"]) == ("Allow", False)
+    # A yearly schedule does not fire now: no Job, no lastScheduleTime.
+    time.sleep(1)
+    assert kubectl.json("get", "jobs", "-n", ns)["items"] == []
+
+    kubectl("create", "job", "manual", "--from=cronjob/nightly", "-n", ns)
+    j = get_job(kubectl, ns, "manual")
+    owner = j["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("CronJob", "nightly", cj["metadata"]["uid"])
+    with FakeKubelet(v1, ns, selector="cron=nightly", phase="Succeeded"):
+        kubectl("wait", "--for=condition=complete", "job/manual", "-n", ns, "--timeout=60s", timeout=90)
+    wait_until(lambda: kubectl.json("get", "cronjob", "nightly", "-n", ns)["status"].get("lastSuccessfulTime"),
+               "lastSuccessfulTime from the completed Job")
+    assert "manual" in events_of(kubectl, ns, "nightly", "UnexpectedJob")
+
+    kubectl("patch", "cronjob", "nightly", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    out = kubectl("get", "cronjob", "nightly", "-n", ns).stdout
+    assert "True" in out, out
+
+
+def test_cron_job_in_another_time_zone_is_reported_not_scheduled(kubectl, ns):
+    create(kubectl, ns, cron_job("zoned", schedule="* * * * *", timeZone="Europe/Berlin"))
+    wait_until(lambda: "UTC only" in events_of(kubectl, ns, "zoned", "UnknownTimeZone"),
+               "an UnknownTimeZone event")
+    assert kubectl.json("get", "jobs", "-n", ns)["items"] == []

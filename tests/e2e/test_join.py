@@ -2,7 +2,8 @@
 own data dir. The agent verifies the server against the CA hash in its token, gets a node
 certificate through the CSR API, registers its Node (Ready, labelled, with real capacity) and
 renews its Lease. Bad tokens are refused with a clear message; a bootstrap token can do nothing
-but ask for a certificate.
+but ask for a certificate, and a node certificate reaches only its own Node and Lease and what
+its pods need (the Node authorizer).
 
 Every agent here is tainted `ledge.dev/e2e-agent=true:NoSchedule` so the server's scheduler puts
 no other test's pods on it, and its Node is deleted at the end.
@@ -122,14 +123,22 @@ def ca_pem(server) -> bytes:
     return (server.data_dir / "tls" / "ca.crt").read_bytes()
 
 
-def api_request(server, path: str, bearer: str | None = None) -> tuple[int, bytes]:
-    """A raw HTTPS request to the server, trusting only its CA."""
+def api_request(server, path: str, bearer: str | None = None, *, method: str = "GET",
+                body: dict | None = None, pki: Path | None = None) -> tuple[int, bytes]:
+    """A raw HTTPS request to the server, trusting only its CA; with `pki` (an agent's
+    `<data dir>/pki`), authenticated by that node's client certificate."""
     url = urlparse(server.url)
     context = ssl.create_default_context(cadata=ca_pem(server).decode())
+    if pki is not None:
+        context.load_cert_chain(certfile=pki / "node.crt", keyfile=pki / "node.key")
     conn = http.client.HTTPSConnection(url.hostname, url.port, context=context, timeout=10)
     try:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
-        conn.request("GET", path, headers=headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -303,3 +312,136 @@ def test_bootstrap_tokens_may_only_ask_for_certificates(server, token):
     assert code == 200
     assert body == ca_pem(server)
     assert token.startswith(f"K10{hashlib.sha256(body).hexdigest()}::")
+
+
+def pod_bound_to(node: str, name: str, **spec) -> dict:
+    """A pod bound to `node` directly (no scheduler), run by the `process` runtime."""
+    container = {"name": "main", "image": "host", "command": ["/bin/sh", "-c", "sleep 3600"],
+                 **spec.pop("container", {})}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node, "runtimeClassName": "process",
+                     "terminationGracePeriodSeconds": 2, "containers": [container], **spec}}
+
+
+def forbidden(code: int, body: bytes) -> str:
+    """The message of a 403 Status."""
+    assert code == 403, (code, body)
+    status = json.loads(body)
+    assert status["reason"] == "Forbidden", status
+    return status["message"]
+
+
+def test_a_node_certificate_reaches_only_its_node_its_lease_and_what_its_pods_need(
+        ledge_bin, server, kubectl, token, node_name, agents, tmp_path, ns):
+    data_dir = tmp_path / "agent"
+    agent = agents(ledge_bin, server, data_dir, node_name, tmp_path / "agent.log", token=token)
+    e2e_util.wait_until(lambda: node_ready(kubectl, node_name), f"node {node_name} Ready")
+    pki = data_dir / "pki"
+    user = f"system:node:{node_name}"
+
+    def as_node(path: str, **kwargs) -> tuple[int, bytes]:
+        return api_request(server, path, pki=pki, **kwargs)
+
+    # Another node, without an agent: its pod stays bound to it and is never run.
+    other = f"{node_name}-x"
+    kubectl("create", "--validate=false", "-f", "-", input=e2e_util.manifest({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": other},
+        "spec": {"taints": [{"key": "ledge.dev/e2e-agent", "value": "true",
+                             "effect": "NoSchedule"}]}}))
+    try:
+        def secret(name: str) -> dict:
+            return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                    "stringData": {"k": name}}
+
+        kubectl("-n", ns, "create", "--validate=false", "-f", "-", input=e2e_util.manifest(
+            secret("mine"), secret("unrelated"), secret("theirs"),
+            e2e_util.configmap("mine-cm", {"k": "v"}),
+            pod_bound_to(node_name, "mine",
+                         container={"env": [{"name": "K", "valueFrom": {
+                             "secretKeyRef": {"name": "mine", "key": "k"}}}],
+                             "volumeMounts": [{"name": "cm", "mountPath": "/cm"}]},
+                         volumes=[{"name": "cm", "configMap": {"name": "mine-cm"}}]),
+            pod_bound_to(other, "theirs",
+                         container={"envFrom": [{"secretRef": {"name": "theirs"}}]})))
+
+        # The agent runs its pod under these rules: it lists and watches its pods, reads the
+        # Secret and ConfigMap they reference, writes pod status and records events.
+        e2e_util.wait_until(
+            lambda: kubectl.json("-n", ns, "get", "pod", "mine")["status"].get("phase")
+            == "Running", "the agent to run its pod")
+        events = kubectl("-n", ns, "get", "events", "--field-selector",
+                         "involvedObject.name=mine", "-o", "name").stdout
+        assert events.strip(), "the agent recorded no events for its pod"
+
+        # Its own Node and Lease; any Node may be read, only its own written.
+        code, body = as_node(f"/api/v1/nodes/{node_name}")
+        assert code == 200, body
+        assert json.loads(body)["metadata"]["name"] == node_name
+        code, body = as_node(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
+                             f"{node_name}")
+        assert code == 200, body
+        assert json.loads(body)["spec"]["holderIdentity"] == node_name
+        assert as_node(f"/api/v1/nodes/{other}")[0] == 200
+        message = forbidden(*as_node(f"/api/v1/nodes/{other}", method="DELETE"))
+        assert message == (f'nodes "{other}" is forbidden: User "{user}" cannot delete resource '
+                           f'"nodes" in API group "" at the cluster scope: node "{node_name}" is '
+                           f'not allowed to modify node "{other}"')
+        assert kubectl("get", "node", other, "-o", "name").stdout.strip() == f"node/{other}"
+        forbidden(*as_node("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
+                           f"{other}"))
+
+        # Pods: its own, not another node's; lists only with its node's field selector.
+        code, body = as_node(f"/api/v1/namespaces/{ns}/pods/mine")
+        assert code == 200, body
+        message = forbidden(*as_node(f"/api/v1/namespaces/{ns}/pods/theirs"))
+        assert message == (f'pods "theirs" is forbidden: User "{user}" cannot get resource "pods" '
+                           f'in API group "" in the namespace "{ns}": no relationship found '
+                           f"between node '{node_name}' and this object")
+        forbidden(*as_node(f"/api/v1/namespaces/{ns}/pods/theirs", method="DELETE"))
+        assert kubectl.json("-n", ns, "get", "pod", "theirs")["metadata"]["name"] == "theirs"
+        message = forbidden(*as_node("/api/v1/pods"))
+        assert message.endswith(
+            f"can only list/watch pods with spec.nodeName={node_name} field selector"), message
+        forbidden(*as_node(f"/api/v1/namespaces/{ns}/pods?watch=true"))
+        code, body = as_node(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node_name}")
+        assert code == 200, body
+        assert [p["metadata"]["name"] for p in json.loads(body)["items"]] == ["mine"]
+
+        # Secrets and ConfigMaps: only those its pods reference, one at a time.
+        code, body = as_node(f"/api/v1/namespaces/{ns}/secrets/mine")
+        assert code == 200, body
+        assert json.loads(body)["metadata"]["name"] == "mine"
+        assert as_node(f"/api/v1/namespaces/{ns}/configmaps/mine-cm")[0] == 200
+        message = forbidden(*as_node(f"/api/v1/namespaces/{ns}/secrets/unrelated"))
+        assert message.endswith(f"no relationship found between node '{node_name}' and this "
+                                "object"), message
+        forbidden(*as_node(f"/api/v1/namespaces/{ns}/secrets/theirs"))
+        message = forbidden(*as_node(f"/api/v1/namespaces/{ns}/secrets"))
+        assert message == (f'secrets is forbidden: User "{user}" cannot list resource "secrets" '
+                           f'in API group "" in the namespace "{ns}": can only get individual '
+                           "resources of this type")
+        forbidden(*as_node("/api/v1/secrets"))
+        forbidden(*as_node(f"/api/v1/namespaces/{ns}/configmaps"))
+
+        # Nothing else: no workloads, no pod creation; discovery is open.
+        message = forbidden(*as_node("/apis/apps/v1/deployments"))
+        assert message == (f'deployments.apps is forbidden: User "{user}" cannot list resource '
+                           '"deployments" in API group "apps" at the cluster scope')
+        forbidden(*as_node(f"/api/v1/namespaces/{ns}/pods", method="POST",
+                           body=pod_bound_to(node_name, "sneaky")))
+        assert as_node("/apis")[0] == 200
+        assert as_node("/version")[0] == 200
+
+        # Deleting its pod completes through the agent (its zero-grace delete is allowed).
+        kubectl("-n", ns, "delete", "pod", "mine", "--wait=false")
+        e2e_util.wait_until(
+            lambda: kubectl("-n", ns, "get", "pod", "mine", "--ignore-not-found", "-o",
+                            "name").stdout.strip() == "",
+            "the agent to finish deleting its pod")
+        # Once it is gone, so is the node's access to what it referenced.
+        forbidden(*as_node(f"/api/v1/namespaces/{ns}/secrets/mine"))
+        assert agent.process.poll() is None, agent.output()
+        # Nothing the agent asked for along the way was refused.
+        assert "forbidden" not in agent.output().lower(), agent.output()
+    finally:
+        kubectl("delete", "node", other, "--ignore-not-found", "--wait=false")

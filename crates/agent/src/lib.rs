@@ -23,6 +23,7 @@ pub mod join;
 pub mod logs;
 pub mod node;
 pub mod pod;
+pub mod proxy;
 pub mod runtime;
 pub mod token;
 pub mod tunnel;
@@ -204,6 +205,11 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         backoff: opts.backoff,
     });
     let pods_client = client.with_field_selector(&format!("spec.nodeName={name}"));
+    let proxy = tokio::spawn(proxy::run(
+        std::sync::Arc::new(client.clone()),
+        name.clone(),
+        cancel.child_token(),
+    ));
     let pods = tokio::spawn(pod::run(
         shared,
         std::sync::Arc::new(pods_client),
@@ -221,5 +227,6 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
     heartbeat.run(status, cancel.clone()).await;
     let _ = pods.await;
     let _ = tunnel.await;
+    let _ = proxy.await;
     Ok(())
 }

@@ -4,8 +4,10 @@
 //!
 //! - [`replicaset`]: keeps a ReplicaSet's pods at `spec.replicas`.
 //! - [`deployment`]: rolls a Deployment's template out through ReplicaSets.
+//! - [`cronjob`]: starts Jobs on a cron schedule (UTC).
 //! - [`daemonset`]: one pod per eligible node, rolled out through ControllerRevisions.
 //! - [`endpoints`]: EndpointSlices and legacy Endpoints of every Service with a selector.
+//! - [`job`]: runs a Job's pods to completion, counts them exactly, deletes it after its TTL.
 //! - [`nodelifecycle`]: Lease-based node health, the `unreachable`/`not-ready` taints, and
 //!   ledge's edge eviction rule.
 //!
@@ -13,9 +15,11 @@
 //! in [`taints`]; the time seam in [`clock`].
 
 pub mod clock;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod job;
 pub mod meta;
 pub mod nodelifecycle;
 pub mod pod;
@@ -26,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledge_controller::kinds::{
-    CONTROLLER_REVISION, DAEMON_SET, DEPLOYMENT, ENDPOINT_SLICE, ENDPOINTS, LEASE, NODE, POD,
-    REPLICA_SET, SERVICE,
+    CONTROLLER_REVISION, CRON_JOB, DAEMON_SET, DEPLOYMENT, ENDPOINT_SLICE, ENDPOINTS, JOB, LEASE,
+    NODE, POD, REPLICA_SET, SERVICE,
 };
 use ledge_controller::{Client, Informer};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +58,10 @@ pub struct Informers {
     pub daemon_sets: Arc<Informer>,
     /// Every ControllerRevision.
     pub controller_revisions: Arc<Informer>,
+    /// Every Job.
+    pub jobs: Arc<Informer>,
+    /// Every CronJob.
+    pub cron_jobs: Arc<Informer>,
 }
 
 impl Informers {
@@ -71,6 +79,8 @@ impl Informers {
             leases: follow(LEASE),
             daemon_sets: follow(DAEMON_SET),
             controller_revisions: follow(CONTROLLER_REVISION),
+            jobs: follow(JOB),
+            cron_jobs: follow(CRON_JOB),
         }
     }
 }
@@ -99,6 +109,18 @@ pub fn start(client: Arc<dyn Client>, config: Config, cancel: CancellationToken)
     deployment::start(client.clone(), &informers, cancel.child_token());
     endpoints::start(client.clone(), &informers, cancel.child_token());
     daemonset::start(
+        client.clone(),
+        &informers,
+        clock.clone(),
+        cancel.child_token(),
+    );
+    job::start(
+        client.clone(),
+        &informers,
+        clock.clone(),
+        cancel.child_token(),
+    );
+    cronjob::start(
         client.clone(),
         &informers,
         clock.clone(),

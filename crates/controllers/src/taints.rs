@@ -102,10 +102,10 @@ pub fn taint(key: &str, effect: &str, time_added: Option<&str>) -> Value {
 pub fn selects_node(pod_spec: &Value, node: &Value) -> bool {
     let labels = node.pointer("/metadata/labels").and_then(Value::as_object);
     let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    if let Some(sel) = pod_spec.get("nodeSelector").and_then(Value::as_object) {
-        if !sel.iter().all(|(k, v)| label(k) == v.as_str()) {
-            return false;
-        }
+    if let Some(sel) = pod_spec.get("nodeSelector").and_then(Value::as_object)
+        && !sel.iter().all(|(k, v)| label(k) == v.as_str())
+    {
+        return false;
     }
     let terms = pod_spec
         .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")

@@ -8,12 +8,12 @@
 //! - a component exporting `wasi:http/incoming-handler` (the `wasi:http/proxy` world), served on
 //!   the container's TCP ports with one fresh instance per request. Pods of this runtime share
 //!   the node's network, so replicas of one image on one node share one listener per port
-//!   ([`http`](crate::http) module docs).
+//!   (see `src/http/mod.rs`, and `docs/design.md`).
 //!
 //! One [`wasmtime::Engine`] serves every pod of the agent: epoch interruption (a ticker thread)
 //! gives stop and CPU limits, a pooling allocator sized to the device bounds concurrent
 //! instances, and compiled code is cached on disk and in memory by the artifact's sha256
-//! ([`cache`], [`image`]).
+//! (`cache.rs`, `image.rs`).
 //!
 //! What does not live here: pod state machines, image stores, log reading (`ledge-agent`), the
 //! runtime interface itself (`ledge-runtime`).
@@ -23,11 +23,11 @@ mod command;
 mod config;
 mod engine;
 mod exit;
-pub mod http;
+mod http;
 mod image;
 mod limits;
 mod runtime;
 mod wasi;
 
-pub use config::WasmConfig;
+pub use config::{MAX_INSTANCES_ENV, WasmConfig, derive_max_instances};
 pub use runtime::{InitError, WasmRuntime};

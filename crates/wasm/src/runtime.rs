@@ -47,7 +47,8 @@ pub struct WasmRuntime {
 
 impl WasmRuntime {
     /// Create the engine (with its instance pool), open the compiled-code cache and start the
-    /// epoch ticker. Call from within a tokio runtime's context is not required.
+    /// epoch ticker thread. Needs no tokio context; `start` must run inside a multi- or
+    /// current-thread tokio runtime (guests and listeners are tokio tasks).
     ///
     /// # Errors
     /// [`InitError`] when wasmtime, the cache directory or the ticker thread cannot be set up.
@@ -77,12 +78,11 @@ impl WasmRuntime {
         &self,
         spec: ContainerSpec,
     ) -> Result<Box<dyn Container>, RuntimeError> {
-        let artifact = spec.artifact.as_deref().ok_or_else(|| {
-            RuntimeError::InvalidImage(format!(
-                "image {:?} has no WebAssembly file on this node",
-                spec.image
-            ))
-        })?;
+        // The agent resolves the image to a file in the node's image store; no file: not here.
+        let artifact = spec
+            .artifact
+            .as_deref()
+            .ok_or_else(|| RuntimeError::ImageNotFound(spec.image.clone()))?;
         let program = self.images.load(&spec.image, artifact).await?;
         let guest = Guest::from_spec(&spec)?;
         let wants_ports = spec.ports.iter().any(|p| p.protocol == Protocol::Tcp);

@@ -158,10 +158,12 @@ pub async fn run(
         Desired::Run(p) => is_deleting(p),
         Desired::Gone => false,
     };
-    // Let the pusher write the final status, then end it.
-    worker.changed.notify_one();
-    if deleting {
+    // Write the final status (unless the agent itself is stopping: its pods are not over),
+    // then complete a deletion.
+    if !gone && !cancel.is_cancelled() {
         worker.flush_status().await;
+    }
+    if deleting {
         worker.finish_deletion().await;
     }
     pusher.abort();

@@ -1,25 +1,46 @@
-//! Authorization. Until RBAC lands, one rule is enforced: users authenticated by a bootstrap
-//! token (group `system:bootstrappers`) get only what upstream's default roles give that group —
-//! `system:node-bootstrapper` (create/get/list/watch CertificateSigningRequests) and
-//! `system:discovery` (discovery, `/version`, `/openapi`). Everything else is 403 with upstream's
-//! message (`secrets is forbidden: User "system:bootstrap:abcdef" cannot list resource "secrets"
-//! in API group "" in the namespace "default"`). Other authenticated users are administrators.
+//! Authorization. Until RBAC lands, two kinds of users are restricted, and every other
+//! authenticated user is an administrator:
+//!
+//! - users authenticated by a bootstrap token (group `system:bootstrappers`) get only what
+//!   upstream's default roles give that group — `system:node-bootstrapper` (create/get/list/watch
+//!   CertificateSigningRequests) and `system:discovery` (discovery, `/version`, `/openapi`);
+//! - nodes (`system:node:<node>` in `system:nodes`) get discovery and what upstream's Node
+//!   authorizer and NodeRestriction admission allow them ([`super::node`]). Their resource
+//!   requests are decided by [`check_node`] once the request is routed and its body read, as
+//!   some rules read the watch cache (is this pod bound to the node?) or the body (the name of a
+//!   Node being created).
+//!
+//! Everything else is 403 with upstream's message (`secrets is forbidden: User
+//! "system:bootstrap:abcdef" cannot list resource "secrets" in API group "" in the namespace
+//! "default"`), followed by the Node authorizer's reason where it gives one.
 
-use http::Method;
+use http::{HeaderMap, Method};
 use ledge_api::ApiError;
+use serde_json::Value;
 
 use super::User;
 use super::bootstrap::GROUP as BOOTSTRAPPERS;
+use super::node::{self, Decision, NodeRequest};
+use crate::http::body;
+use crate::http::query::Query;
 use crate::http::request::{RequestInfo, Route, Verb};
+use crate::state::ApiState;
 
 /// Whether a user authenticated with a bootstrap token.
 pub fn is_bootstrapper(user: &User) -> bool {
     user.groups.iter().any(|g| g == BOOTSTRAPPERS)
 }
 
-/// Decide whether `user` may make this request; `Err` is the 403 to send.
+/// Whether the node rules apply to a user (a bootstrapper stays a bootstrapper).
+fn is_restricted_node(user: &User) -> bool {
+    !is_bootstrapper(user) && node::is_node(user)
+}
+
+/// Decide whether `user` may make this request; `Err` is the 403 to send. A node's resource
+/// requests pass here and are decided by [`check_node`].
 pub fn check(user: &User, method: &Method, path: &str, route: &Route) -> Result<(), ApiError> {
-    if !is_bootstrapper(user) {
+    let node = is_restricted_node(user);
+    if !is_bootstrapper(user) && !node {
         return Ok(());
     }
     let read = method == Method::GET || method == Method::HEAD;
@@ -28,9 +49,50 @@ pub fn check(user: &User, method: &Method, path: &str, route: &Route) -> Result<
             Ok(())
         }
         Route::Other if read && is_discovery_path(path) => Ok(()),
+        Route::Resource(_) if node => Ok(()),
         Route::Resource(info) if bootstrapper_may(info) => Ok(()),
         Route::Resource(info) => Err(resource_forbidden(user, info)),
         _ => Err(path_forbidden(user, method, path)),
+    }
+}
+
+/// Decide a node's resource request (for anyone else: `Ok`); `Err` is the 403 to send. Reads
+/// the watch cache after it has caught up with the store, so a pod bound a moment ago counts.
+///
+/// `headers` and `body` are the request's; only a create's body is read (its `metadata.name`).
+pub async fn check_node(
+    state: &ApiState,
+    user: &User,
+    info: &RequestInfo,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    if !is_restricted_node(user) {
+        return Ok(());
+    }
+    let Some(name) = node::node_name(user) else {
+        return Err(forbidden_because(user, info, "unknown node for user"));
+    };
+    let created = node::needs_body_name(info)
+        .then(|| body::decode_object(&body::content_type(headers), body).ok())
+        .flatten();
+    let body_name = created
+        .as_ref()
+        .and_then(|o| o.pointer("/metadata/name"))
+        .and_then(Value::as_str);
+    if node::needs_graph(info) {
+        state.cache.wait_for(state.store.current_revision()).await;
+    }
+    let request = NodeRequest {
+        info,
+        field_selector: query.get("fieldSelector"),
+        body_name,
+    };
+    match node::decide(name, &request, &*state.cache) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(None) => Err(resource_forbidden(user, info)),
+        Decision::Deny(Some(reason)) => Err(forbidden_because(user, info, &reason)),
     }
 }
 
@@ -90,6 +152,13 @@ fn resource_forbidden(user: &User, info: &RequestInfo) -> ApiError {
     err.name = Some(name).filter(|n| !n.is_empty());
     err.group = Some(info.group.clone());
     err.kind = Some(info.resource.clone());
+    err
+}
+
+/// [`resource_forbidden`] with the authorizer's reason appended, as upstream does.
+fn forbidden_because(user: &User, info: &RequestInfo, reason: &str) -> ApiError {
+    let mut err = resource_forbidden(user, info);
+    err.message = format!("{}: {reason}", err.message);
     err
 }
 
@@ -157,6 +226,39 @@ mod tests {
         assert_eq!(
             err.as_deref(),
             Some("forbidden: User \"system:bootstrap:abcdef\" cannot get path \"/metrics\"")
+        );
+    }
+
+    #[test]
+    fn nodes_read_discovery_and_leave_resources_to_check_node() {
+        let n = User {
+            name: "system:node:a".into(),
+            groups: vec![node::GROUP.into(), "system:authenticated".into()],
+        };
+        assert!(decide(&n, Method::GET, "/apis").is_ok());
+        assert!(decide(&n, Method::GET, "/api/v1").is_ok());
+        assert!(decide(&n, Method::GET, "/openapi/v3").is_ok());
+        assert!(decide(&n, Method::GET, "/api/v1/namespaces/default/secrets").is_ok());
+        let err = decide(&n, Method::GET, "/metrics").err().map(|e| e.message);
+        assert_eq!(
+            err.as_deref(),
+            Some("forbidden: User \"system:node:a\" cannot get path \"/metrics\"")
+        );
+        let Route::Resource(info) = route(&Method::GET, "/api/v1/namespaces/default/pods/x", false)
+        else {
+            panic!("not a resource");
+        };
+        let err = forbidden_because(
+            &n,
+            &info,
+            "no relationship found between node 'a' and this object",
+        );
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                403,
+                "pods \"x\" is forbidden: User \"system:node:a\" cannot get resource \"pods\" in API group \"\" in the namespace \"default\": no relationship found between node 'a' and this object"
+            )
         );
     }
 

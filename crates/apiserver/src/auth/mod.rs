@@ -2,10 +2,12 @@
 //! (CN = user, O = groups), as in Kubernetes; without one, a bootstrap token in
 //! `Authorization: Bearer` does ([`bootstrap`]). Requests with neither are anonymous and may only
 //! reach the health, version and `/cacerts` endpoints. [`authorize`] limits what bootstrap users
-//! may do; [`requester`] records who asked for a certificate.
+//! and nodes may do ([`node`]: upstream's Node authorizer and NodeRestriction); [`requester`]
+//! records who asked for a certificate.
 
 pub mod authorize;
 pub mod bootstrap;
+pub mod node;
 pub mod pki;
 pub mod requester;
 

@@ -263,12 +263,14 @@ async fn route_request(
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::path_not_found),
         Route::Resource(info) => {
+            let mut headers = req.headers().clone();
+            let mut body = read_body(req).await?;
+            // A node's request is decided here, where the cache and the body are at hand.
+            auth::authorize::check_node(&state, &user, &info, &query, &headers, &body).await?;
             let Some(res) = reg.get(&info.group, &info.version, &info.resource) else {
                 return Err(ApiError::path_not_found());
             };
-            let encoding = body::negotiate(req.headers())?;
-            let mut headers = req.headers().clone();
-            let mut body = read_body(req).await?;
+            let encoding = body::negotiate(&headers)?;
             if auth::requester::is_csr_create(&info) {
                 body = auth::requester::stamp_csr(&user, &mut headers, body);
             }

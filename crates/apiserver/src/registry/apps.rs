@@ -323,13 +323,18 @@ impl Strategy for Jobs {
         let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
             return;
         };
-        spec.entry("parallelism").or_insert(json!(1));
-        if !spec.contains_key("completions") {
+        // Upstream `SetDefaults_Job`: both unset means one pod to completion; parallelism alone
+        // is a work queue (completions stays unset).
+        if !spec.contains_key("completions") && !spec.contains_key("parallelism") {
             spec.insert("completions".into(), json!(1));
         }
+        spec.entry("parallelism").or_insert(json!(1));
         spec.entry("backoffLimit").or_insert(json!(6));
         spec.entry("completionMode").or_insert(json!("NonIndexed"));
         spec.entry("suspend").or_insert(json!(false));
+        if spec.get("manualSelector").and_then(Value::as_bool) != Some(true) {
+            generate_job_selector(obj);
+        }
     }
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
@@ -422,6 +427,64 @@ impl Strategy for Jobs {
     }
 }
 
+/// Upstream `generateSelector` (job strategy `PrepareForCreate`): the pods of a Job are labelled
+/// with its uid and name (current and legacy keys) and selected by the uid, so no two Jobs share
+/// pods. A Job without labels gets its template's, as upstream shows them.
+fn generate_job_selector(obj: &mut Value) {
+    let s = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (uid, name) = (s("/metadata/uid"), s("/metadata/name"));
+    if uid.is_empty() {
+        return;
+    }
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let template = spec.entry("template").or_insert(json!({}));
+    if let Some(t) = template.as_object_mut() {
+        let meta = t.entry("metadata").or_insert(json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            let labels = m.entry("labels").or_insert(json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            if let Some(l) = labels.as_object_mut() {
+                for key in ["job-name", "batch.kubernetes.io/job-name"] {
+                    l.entry(key).or_insert(json!(name));
+                }
+                for key in ["controller-uid", "batch.kubernetes.io/controller-uid"] {
+                    l.entry(key).or_insert(json!(uid));
+                }
+            }
+        }
+    }
+    let selector = spec.entry("selector").or_insert(json!({}));
+    if let Some(sel) = selector.as_object_mut() {
+        let ml = sel.entry("matchLabels").or_insert(json!({}));
+        if let Some(ml) = ml.as_object_mut() {
+            ml.entry("batch.kubernetes.io/controller-uid")
+                .or_insert(json!(uid));
+        }
+    }
+    let template_labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        let empty = meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(|l| l.is_empty());
+        if empty {
+            meta.insert("labels".into(), template_labels);
+        }
+    }
+}
+
 struct CronJobs;
 
 impl Strategy for CronJobs {
@@ -493,7 +556,14 @@ impl Strategy for CronJobs {
         vec![
             table::cell(obj, ".spec.schedule"),
             json!(if tz.is_empty() { "<none>" } else { tz }),
-            table::cell(obj, ".spec.suspend"),
+            // Upstream `printBoolPtr`: "True", "False" or "<unset>".
+            json!(
+                match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "<unset>",
+                }
+            ),
             table::count(obj, ".status.active"),
             if last.is_some() {
                 table::age_of(last)
@@ -502,5 +572,39 @@ impl Strategy for CronJobs {
             },
             table::age(obj),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_get_a_selector_of_their_uid_and_labelled_pods() {
+        let mut job = json!({"metadata": {"name": "pi", "uid": "u1"},
+                             "spec": {"template": {"spec": {"containers": []}}}});
+        Jobs.defaults(&mut job);
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}})
+        );
+        let labels = &job["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["job-name"], json!("pi"));
+        assert_eq!(labels["batch.kubernetes.io/job-name"], json!("pi"));
+        assert_eq!(labels["controller-uid"], json!("u1"));
+        assert_eq!(job["metadata"]["labels"]["job-name"], json!("pi"));
+        assert_eq!(
+            (&job["spec"]["completions"], &job["spec"]["parallelism"]),
+            (&json!(1), &json!(1))
+        );
+        let mut queue = json!({"metadata": {"name": "q", "uid": "u2"},
+                               "spec": {"parallelism": 3, "manualSelector": true,
+                                        "selector": {"matchLabels": {"a": "b"}}, "template": {}}});
+        Jobs.defaults(&mut queue);
+        assert!(queue["spec"].get("completions").is_none());
+        assert_eq!(
+            queue["spec"]["selector"],
+            json!({"matchLabels": {"a": "b"}})
+        );
     }
 }

@@ -1,8 +1,6 @@
 //! NodeAffinity: `spec.nodeSelector` and required node affinity filter nodes; preferred node
 //! affinity scores them (weights summed, normalised to 0–100 by the framework's max).
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status};
@@ -13,19 +11,8 @@ pub const NAME: &str = "NodeAffinity";
 /// The plugin.
 pub struct NodeAffinity;
 
-fn labels(node: &Value) -> BTreeMap<String, String> {
-    node.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// One `nodeSelectorTerm`: all its expressions must hold (matchFields supports metadata.name).
-fn term_matches(term: &Value, labels: &BTreeMap<String, String>, node_name: &str) -> bool {
+fn term_matches(term: &Value, node: &NodeInfo) -> bool {
     let exprs = term.get("matchExpressions").and_then(Value::as_array);
     let fields = term.get("matchFields").and_then(Value::as_array);
     if exprs.is_none_or(Vec::is_empty) && fields.is_none_or(Vec::is_empty) {
@@ -56,10 +43,10 @@ fn term_matches(term: &Value, labels: &BTreeMap<String, String>, node_name: &str
     };
     exprs.into_iter().flatten().all(|e| {
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        check(e, labels.get(key).map(String::as_str))
+        check(e, node.label(key))
     }) && fields.into_iter().flatten().all(|e| {
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        check(e, (key == "metadata.name").then_some(node_name))
+        check(e, (key == "metadata.name").then_some(node.name.as_str()))
     })
 }
 
@@ -80,10 +67,9 @@ impl FilterPlugin for NodeAffinity {
 /// Whether a node satisfies a pod's `nodeSelector` and required node affinity (upstream
 /// `RequiredNodeAffinity.Match`, also used by PodTopologySpread's `nodeAffinityPolicy`).
 pub fn matches_required(pod: &Value, node: &NodeInfo) -> bool {
-    let labels = labels(&node.node);
     if let Some(sel) = pod.pointer("/spec/nodeSelector").and_then(Value::as_object) {
         for (k, v) in sel {
-            if labels.get(k).map(String::as_str) != v.as_str() {
+            if node.label(k) != v.as_str() {
                 return false;
             }
         }
@@ -91,7 +77,7 @@ pub fn matches_required(pod: &Value, node: &NodeInfo) -> bool {
     let terms = pod
         .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
         .and_then(Value::as_array);
-    terms.is_none_or(|terms| terms.iter().any(|t| term_matches(t, &labels, &node.name)))
+    terms.is_none_or(|terms| terms.iter().any(|t| term_matches(t, node)))
 }
 
 impl ScorePlugin for NodeAffinity {
@@ -100,7 +86,6 @@ impl ScorePlugin for NodeAffinity {
     }
 
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let labels = labels(&node.node);
         let prefs = pod
             .pod
             .pointer("/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution")
@@ -116,10 +101,7 @@ impl ScorePlugin for NodeAffinity {
         let matched: i64 = prefs
             .into_iter()
             .flatten()
-            .filter(|p| {
-                p.get("preference")
-                    .is_some_and(|t| term_matches(t, &labels, &node.name))
-            })
+            .filter(|p| p.get("preference").is_some_and(|t| term_matches(t, node)))
             .map(|p| p.get("weight").and_then(Value::as_i64).unwrap_or(0))
             .sum();
         matched * 100 / total

@@ -1,0 +1,227 @@
+"""Pods on a real node: `ledge up` runs a server and an agent in one process, and the agent runs
+pods with the `process` runtime. What a kubectl user sees is checked: phases, container states,
+restarts with back-off, logs, probes, env and volumes, init containers, deadlines, deletion
+that stops the processes, images imported with `ledge image import`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+import e2e_util
+
+SH = "/bin/sh"
+
+
+def pod(name: str, command: str, **spec) -> dict:
+    container = {"name": "main", "image": "host", "command": [SH, "-c", command]}
+    container.update(spec.pop("container", {}))
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"runtimeClassName": "process", "containers": [container], **spec},
+    }
+
+
+@pytest.fixture
+def cluster(node_cluster):
+    return node_cluster
+
+
+@pytest.fixture
+def ns(node_cluster, request):
+    name = node_cluster.ns("e2e-" + request.node.originalname.removeprefix("test_")
+                           .replace("_", "-")[:20])
+    yield name
+    node_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+def apply(cluster, ns, *docs):
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(*docs))
+
+
+def container_status(cluster, ns, name, idx=0, init=False):
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return cluster.pod(ns, name).get("status", {}).get(key, [{}])[idx]
+
+
+def logs(cluster, ns, name, *args) -> str:
+    return cluster.kubectl("-n", ns, "logs", name, *args).stdout
+
+
+def processes(marker: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def test_pod_runs_with_env_volumes_and_logs(cluster, ns, tmp_path):
+    mount = f"/tmp/ledge-e2e-{uuid.uuid4().hex[:8]}"
+    apply(cluster, ns,
+          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+           "data": {"greeting": "hello", "file.txt": "from a volume"}},
+          {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"},
+           "stringData": {"password": "hunter2"}},
+          pod("web", f"echo greeting=$GREETING password=$PASSWORD pod=$POD ip=$IP; "
+                     f"cat {mount}/file.txt; echo; sleep 3600",
+              container={
+                  "env": [
+                      {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+                      {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+                      {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                      {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                  ],
+                  "volumeMounts": [{"name": "cfg", "mountPath": mount, "readOnly": True}],
+              },
+              volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}]))
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/web", "--timeout=60s")
+    p = cluster.pod(ns, "web")
+    assert p["status"]["phase"] == "Running"
+    assert p["spec"]["nodeName"] == cluster.node
+    assert p["status"]["podIP"] == "127.0.0.1"
+    state = p["status"]["containerStatuses"][0]
+    assert state["ready"] is True and state["started"] is True and "running" in state["state"]
+    text = e2e_util.wait_until(lambda: (t := logs(cluster, ns, "web")) and "from a volume" in t and t,
+                               "the pod's output")
+    assert "greeting=hello password=hunter2 pod=web ip=127.0.0.1" in text
+    wide = cluster.kubectl("-n", ns, "get", "pods", "-o", "wide").stdout
+    assert cluster.node in wide and "Running" in wide
+    # The mount lived in the container's own mount namespace only.
+    assert not (tmp_path / "file.txt").exists()
+
+
+def test_crash_loop_backs_off_and_keeps_the_previous_log(cluster, ns):
+    apply(cluster, ns, pod("crash", "echo boom; exit 2"))
+
+    def restarted_twice():
+        s = container_status(cluster, ns, "crash")
+        return s.get("restartCount", 0) >= 2 and s
+    s = e2e_util.wait_until(restarted_twice, "two restarts", timeout=60)
+    assert s["lastState"]["terminated"]["exitCode"] == 2
+    assert s["lastState"]["terminated"]["reason"] == "Error"
+    e2e_util.wait_until(
+        lambda: container_status(cluster, ns, "crash").get("state", {}).get("waiting", {})
+        .get("reason") == "CrashLoopBackOff", "CrashLoopBackOff")
+    assert "CrashLoopBackOff" in cluster.kubectl("-n", ns, "get", "pod", "crash").stdout
+    assert "boom" in logs(cluster, ns, "crash", "--previous")
+    events = cluster.kubectl("-n", ns, "get", "events", "--field-selector",
+                             "involvedObject.name=crash").stdout
+    assert "BackOff" in events
+
+
+def test_restart_policy_never_ends_in_succeeded_or_failed(cluster, ns):
+    apply(cluster, ns, pod("ok", "echo done", restartPolicy="Never"),
+          pod("bad", "exit 3", restartPolicy="Never"))
+    e2e_util.wait_until(lambda: cluster.pod(ns, "ok")["status"].get("phase") == "Succeeded",
+                        "pod ok Succeeded")
+    e2e_util.wait_until(lambda: cluster.pod(ns, "bad")["status"].get("phase") == "Failed",
+                        "pod bad Failed")
+    term = container_status(cluster, ns, "bad")["state"]["terminated"]
+    assert term["exitCode"] == 3 and term["reason"] == "Error"
+    assert container_status(cluster, ns, "ok")["state"]["terminated"]["reason"] == "Completed"
+    assert "Completed" in cluster.kubectl("-n", ns, "get", "pod", "ok").stdout
+
+
+def test_init_containers_run_first_and_share_an_empty_dir(cluster, ns):
+    mount = f"/tmp/ledge-e2e-{uuid.uuid4().hex[:8]}"
+    spec = pod("init", f"cat {mount}/order; sleep 3600",
+               container={"volumeMounts": [{"name": "work", "mountPath": mount}]},
+               volumes=[{"name": "work", "emptyDir": {}}])
+    spec["spec"]["initContainers"] = [
+        {"name": f"step{i}", "image": "host", "command": [SH, "-c", f"echo step{i} >> {mount}/order"],
+         "volumeMounts": [{"name": "work", "mountPath": mount}]}
+        for i in (1, 2)
+    ]
+    apply(cluster, ns, spec)
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/init", "--timeout=60s")
+    text = e2e_util.wait_until(lambda: logs(cluster, ns, "init", "-c", "main"), "main output")
+    assert text.split() == ["step1", "step2"]
+    inits = cluster.pod(ns, "init")["status"]["initContainerStatuses"]
+    assert [s["state"]["terminated"]["reason"] for s in inits] == ["Completed", "Completed"]
+
+
+def test_readiness_probe_gates_ready(cluster, ns):
+    port = 20000 + uuid.uuid4().int % 20000
+    apply(cluster, ns, pod(
+        "probed", f"sleep 2; exec python3 -m http.server {port} --bind 127.0.0.1",
+        container={"ports": [{"name": "http", "containerPort": port}],
+                   "readinessProbe": {"httpGet": {"port": "http", "path": "/"},
+                                      "periodSeconds": 1}}))
+    e2e_util.wait_until(lambda: container_status(cluster, ns, "probed").get("started"),
+                        "container started")
+    assert cluster.pod(ns, "probed")["status"]["containerStatuses"][0]["ready"] is False
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/probed", "--timeout=60s")
+
+
+def test_delete_stops_the_process_and_removes_the_pod(cluster, ns):
+    marker = f"ledge-e2e-{uuid.uuid4().hex}"
+    apply(cluster, ns, pod("doomed", f"sleep 3600; : {marker}",
+                           terminationGracePeriodSeconds=5))
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/doomed", "--timeout=60s")
+    e2e_util.wait_until(lambda: processes(marker), "the process to exist")
+    cluster.kubectl("-n", ns, "delete", "pod", "doomed", "--timeout=60s")
+    assert processes(marker) == []
+    out = cluster.kubectl("-n", ns, "get", "pod", "doomed", check=False)
+    assert out.returncode != 0 and "NotFound" in out.stderr
+
+
+def test_active_deadline_fails_the_pod(cluster, ns):
+    apply(cluster, ns, pod("late", "sleep 3600", activeDeadlineSeconds=2))
+    e2e_util.wait_until(lambda: cluster.pod(ns, "late")["status"].get("reason") == "DeadlineExceeded",
+                        "DeadlineExceeded", timeout=60)
+    assert cluster.pod(ns, "late")["status"]["phase"] == "Failed"
+
+
+def test_missing_image_says_how_to_import_it(cluster, ns):
+    bad = pod("missing", "true")
+    bad["spec"]["containers"][0] = {"name": "main", "image": "nowhere/nothing:1"}
+    apply(cluster, ns, bad)
+
+    def waiting():
+        return container_status(cluster, ns, "missing").get("state", {}).get("waiting", {})
+    w = e2e_util.wait_until(lambda: waiting().get("reason") == "ErrImageNeverPull" and waiting(),
+                            "ErrImageNeverPull")
+    assert "ledge image import" in w["message"]
+
+
+def test_imported_executable_image_runs(cluster, ns, tmp_path):
+    script = tmp_path / "hello.sh"
+    script.write_text("#!/bin/sh\necho hello from an imported image \"$@\"\nsleep 3600\n")
+    out = subprocess.run([str(cluster.ledge_bin), "image", "import", str(script), "--name",
+                          "e2e/hello:1", "--data-dir", str(cluster.agent_dir)],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    listed = subprocess.run([str(cluster.ledge_bin), "image", "list", "--data-dir",
+                             str(cluster.agent_dir)], capture_output=True, text=True).stdout
+    assert "e2e/hello:1" in listed and "executable" in listed
+    p = pod("imported", "unused")
+    p["spec"]["containers"][0] = {"name": "main", "image": "e2e/hello:1", "args": ["arg1"]}
+    apply(cluster, ns, p)
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/imported", "--timeout=60s")
+    text = e2e_util.wait_until(lambda: logs(cluster, ns, "imported"), "output")
+    assert "hello from an imported image arg1" in text
+    assert container_status(cluster, ns, "imported")["imageID"].startswith("sha256:")
+    bad = subprocess.run([str(cluster.ledge_bin), "image", "import", "/etc/hostname", "--name",
+                          "x", "--data-dir", str(cluster.agent_dir)], capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 1 and "neither a WebAssembly module" in bad.stderr
+
+
+def test_deployment_rolls_out_on_the_node(cluster, ns):
+    marker = f"ledge-e2e-{uuid.uuid4().hex}"
+    apply(cluster, ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"runtimeClassName": "process",
+                                       "terminationGracePeriodSeconds": 5,
+                                       "containers": [{"name": "main", "image": "host",
+                                                       "command": [SH, "-c", f"sleep 3600; : {marker}"]}]}}}})
+    cluster.kubectl("-n", ns, "rollout", "status", "deployment/web", "--timeout=90s")
+    e2e_util.wait_until(lambda: len(processes(marker)) == 2, "two processes")
+    cluster.kubectl("-n", ns, "scale", "deployment/web", "--replicas=3")
+    cluster.kubectl("-n", ns, "rollout", "status", "deployment/web", "--timeout=90s")
+    e2e_util.wait_until(lambda: len(processes(marker)) == 3, "three processes")
+    cluster.kubectl("-n", ns, "delete", "deployment", "web")
+    e2e_util.wait_until(lambda: processes(marker) == [], "every process gone", timeout=60)
