@@ -66,12 +66,9 @@ pub async fn run(client: Arc<dyn Client>, node: String, cancel: CancellationToke
             keep
         });
         for port in wanted {
-            if !listeners.contains_key(&port) {
-                listeners.insert(
-                    port,
-                    tokio::spawn(listen(port, table.clone(), cancel.child_token())),
-                );
-            }
+            listeners
+                .entry(port)
+                .or_insert_with(|| tokio::spawn(listen(port, table.clone(), cancel.child_token())));
         }
         tokio::select! {
             _ = svc_changes.recv() => {}

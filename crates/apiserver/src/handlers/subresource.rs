@@ -162,6 +162,7 @@ async fn subresource_checked(
                 |pod| {
                     let mut p = pod.clone();
                     p["spec"]["nodeName"] = json!(node);
+                    mark_scheduled(&mut p);
                     Some(p)
                 },
             )
@@ -293,4 +294,22 @@ fn encode_query(value: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Binding also records `PodScheduled=True`, replacing an earlier `Unschedulable`, as
+/// upstream's binding storage does.
+fn mark_scheduled(pod: &mut Value) {
+    let now = ledge_api::time::format_time(chrono::Utc::now());
+    let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    let status = &mut pod["status"];
+    if !status.get("conditions").is_some_and(Value::is_array) {
+        status["conditions"] = json!([]);
+    }
+    if let Some(list) = status["conditions"].as_array_mut() {
+        list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+        list.insert(0, cond);
+    }
 }

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ledge_controller::{
-    Client, EventRecorder, Informer, ObjectKey, WorkQueue, enqueue_all, enqueue_changes, itself,
+    Client, EventRecorder, Expectations, Informer, ObjectKey, WorkQueue, enqueue_all,
+    enqueue_changes, itself,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +53,8 @@ pub struct NodeLifecycleController {
     clock: Arc<dyn Clock>,
     grace: chrono::Duration,
     probes: Mutex<HashMap<String, Probe>>,
+    /// Evictions the pod cache does not show yet, per node (no pod is evicted twice).
+    evictions: Expectations,
     events: EventRecorder,
 }
 
@@ -73,6 +76,7 @@ pub fn start(
         clock,
         grace: chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::seconds(40)),
         probes: Mutex::default(),
+        evictions: Expectations::new(),
     });
     let queue = WorkQueue::new();
     let nodes = ctl.nodes.clone();

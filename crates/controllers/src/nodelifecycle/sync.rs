@@ -24,6 +24,7 @@ impl NodeLifecycleController {
     pub(super) async fn reconcile(&self, key: ObjectKey) -> Result<Action, ApiError> {
         let Some(node) = self.nodes.store().get(&key) else {
             self.probes_lock().remove(&key.name);
+            self.evictions.forget(&key);
             return Ok(Action::AwaitChange);
         };
         let lease_key = ObjectKey::new(Some(LEASE_NAMESPACE), &key.name);
@@ -68,7 +69,12 @@ impl NodeLifecycleController {
             }
             node = self.client.update(&NODE, None, node).await?;
         }
-        let next_eviction = self.manage_pods(&node, &now_text, now).await?;
+        let next_eviction = if self.evictions.satisfied(&key, &self.pods) {
+            self.manage_pods(&key, &node, &now_text, now).await?
+        } else {
+            // Earlier evictions are not in the pod cache yet; look again shortly.
+            Some(SLACK)
+        };
         let next_stale = (!stale).then(|| next_probe(&probe, self.grace, now));
         Ok(match next_eviction.into_iter().chain(next_stale).min() {
             Some(d) => Action::RequeueAfter(d + SLACK),
@@ -80,6 +86,7 @@ impl NodeLifecycleController {
     /// of its `NoExecute` taints ran out; how long until the next eviction is due.
     async fn manage_pods(
         &self,
+        key: &ObjectKey,
         node: &Value,
         now_text: &str,
         now: chrono::DateTime<chrono::Utc>,
@@ -107,16 +114,19 @@ impl NodeLifecycleController {
             if let Some(at) = health::eviction_time(&p, &node_taints, now) {
                 if at <= now {
                     match self.client.delete(&POD, ns, meta::name(&p), None).await {
-                        Ok(()) => self.events.normal(
-                            &POD,
-                            &p,
-                            "TaintManagerEviction",
-                            format!(
-                                "Marking for deletion Pod {}/{}",
-                                ns.unwrap_or(""),
-                                meta::name(&p)
-                            ),
-                        ),
+                        Ok(()) => {
+                            self.evictions.deleted(key, &p);
+                            self.events.normal(
+                                &POD,
+                                &p,
+                                "TaintManagerEviction",
+                                format!(
+                                    "Marking for deletion Pod {}/{}",
+                                    ns.unwrap_or(""),
+                                    meta::name(&p)
+                                ),
+                            );
+                        }
                         Err(e) if e.code == 404 => {}
                         Err(e) => {
                             first_error.get_or_insert(e);
