@@ -225,3 +225,42 @@ def test_deployment_rolls_out_on_the_node(cluster, ns):
     e2e_util.wait_until(lambda: len(processes(marker)) == 3, "three processes")
     cluster.kubectl("-n", ns, "delete", "deployment", "web")
     e2e_util.wait_until(lambda: processes(marker) == [], "every process gone", timeout=60)
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def http_get(url: str) -> str:
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.read().decode()
+
+
+def test_example_hello_process_is_served_on_its_node_port(cluster, ns):
+    cluster.kubectl("-n", ns, "apply", "-f", str(REPO / "examples/hello-process.yaml"))
+    cluster.kubectl("-n", ns, "rollout", "status", "deployment/hello-process", "--timeout=90s")
+    text = e2e_util.wait_until(lambda: http_get("http://127.0.0.1:30081/"),
+                               "an answer on the node port")
+    assert text.startswith("Hello from hello-process-") and cluster.node in text
+    slices = cluster.kubectl.json("-n", ns, "get", "endpointslices", "-l",
+                                  "kubernetes.io/service-name=hello-process")
+    assert slices["items"][0]["endpoints"][0]["conditions"]["ready"] is True
+    cluster.kubectl("-n", ns, "delete", "-f", str(REPO / "examples/hello-process.yaml"))
+
+
+def test_example_job_completes_on_the_node(cluster, ns):
+    cluster.kubectl("-n", ns, "apply", "-f", str(REPO / "examples/job.yaml"))
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Complete", "job/count", "--timeout=120s",
+                    timeout=130)
+    job = cluster.kubectl.json("-n", ns, "get", "job", "count")
+    assert job["status"]["succeeded"] == 5
+    assert "counts 3" in cluster.kubectl("-n", ns, "logs", "job/count").stdout
+
+
+def test_example_daemonset_runs_on_the_node(cluster, ns):
+    cluster.kubectl("-n", ns, "apply", "-f", str(REPO / "examples/daemonset.yaml"))
+    cluster.kubectl("-n", ns, "rollout", "status", "daemonset/node-report", "--timeout=90s")
+    text = e2e_util.wait_until(
+        lambda: cluster.kubectl("-n", ns, "logs", "-l", "app=node-report").stdout,
+        "the reporter's output")
+    assert f"{cluster.node} load:" in text

@@ -67,6 +67,9 @@ pub struct Heartbeat {
     pub lease_interval: Duration,
     /// The longest time between two status reports.
     pub report_every: Duration,
+    /// The server's view of this Node (a watch on it alone), so a Ready condition the server
+    /// changed — `Unknown` after a partition — is corrected at the next beat, not minutes later.
+    pub server_view: Option<std::sync::Arc<ledge_controller::Informer>>,
 }
 
 impl Heartbeat {
@@ -135,6 +138,31 @@ impl Heartbeat {
             .map(|_| ())
     }
 
+    /// Whether the server holds another Ready status than the one this node reports.
+    fn server_disagrees(&self, status: &Value) -> bool {
+        let Some(view) = &self.server_view else {
+            return false;
+        };
+        let ready = |v: &Value| {
+            v.get("conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+                })
+                .and_then(|c| c.get("status").and_then(Value::as_str))
+                .map(str::to_string)
+        };
+        let key = ledge_controller::ObjectKey {
+            namespace: None,
+            name: self.node.clone(),
+        };
+        match view.store().get(&key) {
+            Some(node) => node.get("status").and_then(ready) != ready(status),
+            None => false,
+        }
+    }
+
     /// The status now; `None` if the facts could not be gathered.
     async fn current_status(&self, previous: &Value) -> Option<Value> {
         let dir = self.data_dir.clone();
@@ -200,6 +228,7 @@ impl Heartbeat {
             };
             let significant = status::significant(&status);
             let due = force_report
+                || self.server_disagrees(&status)
                 || significant != last_significant
                 || last_report.elapsed() >= self.report_every;
             if !due {

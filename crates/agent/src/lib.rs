@@ -215,7 +215,13 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         std::sync::Arc::new(pods_client),
         cancel.child_token(),
     ));
+    let node_view = ledge_controller::Informer::start(
+        std::sync::Arc::new(client.with_field_selector(&format!("metadata.name={name}"))),
+        ledge_controller::kinds::NODE,
+        cancel.child_token(),
+    );
     let heartbeat = heartbeat::Heartbeat {
+        server_view: Some(node_view),
         client,
         node: name,
         node_uid: uid,
