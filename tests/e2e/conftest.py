@@ -69,10 +69,18 @@ class Server:
         return e2e_util.file_tail(self.log_path, lines, since)
 
     def log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return _file_size(self.log_path)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within the grace period."""
+        _stop(self.process)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _free_port() -> int:
@@ -91,12 +99,12 @@ def _server_url(kubeconfig: Path) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def server(request, ledge_bin, tmp_path_factory, kubectl_path) -> Server:
-    """`ledge server` on a free 127.0.0.1 port with a fresh data dir, ready (`/readyz` = ok)."""
-    base = tmp_path_factory.mktemp("ledge-server")
+def start_server(ledge_bin: Path, kubectl_path: str, base: Path, *extra: str) -> Server:
+    """Starts `ledge server` on a free 127.0.0.1 port with data dir `base/data` and log
+    `base/ledge-server.log`, and returns it ready (`/readyz` = ok); the caller stops it
+    (`server.stop()`). `extra` are further server flags."""
     data_dir = base / "data"
-    data_dir.mkdir()
+    data_dir.mkdir(parents=True)
     log_path = base / "ledge-server.log"
     port = _free_port()
     cmd = [
@@ -104,8 +112,7 @@ def server(request, ledge_bin, tmp_path_factory, kubectl_path) -> Server:
         "--data-dir", str(data_dir),
         "--https-listen-port", str(port),
         "--bind-address", "127.0.0.1",
-        # A short watch history so the 410 test reaches "too old" with a few hundred writes.
-        "--watch-history", "1000",
+        *extra,
     ]
     env = dict(os.environ)
     env.setdefault("RUST_BACKTRACE", "1")
@@ -116,16 +123,28 @@ def server(request, ledge_bin, tmp_path_factory, kubectl_path) -> Server:
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,
         )
-    kubeconfig = data_dir / "admin.kubeconfig"
-    srv = None
     try:
-        srv = _wait_ready(process, kubeconfig, data_dir, log_path, port, kubectl_path)
+        return _wait_ready(process, data_dir / "admin.kubeconfig", data_dir, log_path, port,
+                           kubectl_path)
+    except BaseException:
+        _stop(process)
+        raise
+
+
+@pytest.fixture(scope="session")
+def server(request, ledge_bin, tmp_path_factory, kubectl_path) -> Server:
+    """`ledge server` on a free 127.0.0.1 port with a fresh data dir, ready (`/readyz` = ok)."""
+    # A short watch history so the 410 test reaches "too old" with a few hundred writes.
+    srv = start_server(ledge_bin, kubectl_path, tmp_path_factory.mktemp("ledge-server"),
+                       "--watch-history", "1000")
+    try:
         yield srv
     finally:
-        _stop(process)
-        if request.session.testsfailed and srv is not None:  # a startup failure shows it already
-            _report(request.config, f"ledge server log (last {LOG_TAIL_LINES} lines of {log_path})",
-                    e2e_util.file_tail(log_path, LOG_TAIL_LINES))
+        srv.stop()
+        if request.session.testsfailed:
+            _report(request.config,
+                    f"ledge server log (last {LOG_TAIL_LINES} lines of {srv.log_path})",
+                    srv.log_tail())
 
 
 def _wait_ready(process, kubeconfig, data_dir, log_path, port, kubectl_path) -> Server:
@@ -189,6 +208,15 @@ def _report(config, title: str, text: str) -> None:
 # The log lines written while a failing test ran are attached to its report.
 _LOG_OFFSET = pytest.StashKey[int]()
 _SERVER = pytest.StashKey[Server]()
+_MORE_LOGS = pytest.StashKey[list]()
+
+
+def attach_logs_on_failure(item, logs: dict[str, tuple[Path, subprocess.Popen | None]]) -> None:
+    """If `item` fails, its report gets what each log (title → (path, the process writing it))
+    gained from now on, and a note when that process has exited. For fixtures that run their own
+    processes (a server, agents); the session `server` is attached automatically."""
+    item.stash[_MORE_LOGS] = [(title, path, process, _file_size(path))
+                              for title, (path, process) in logs.items()]
 
 
 @pytest.fixture(autouse=True)
@@ -209,6 +237,12 @@ def pytest_runtest_makereport(item, call):
         if srv.process.poll() is not None:
             text += f"\n!!! ledge server has exited with code {srv.process.returncode}"
         report.sections.append((f"ledge server log during {report.when}", text))
+    if report.failed:
+        for title, path, process, offset in item.stash.get(_MORE_LOGS, []):
+            text = e2e_util.file_tail(path, LOG_TAIL_LINES, offset)
+            if process is not None and process.poll() is not None:
+                text += f"\n!!! the process has exited with code {process.returncode}"
+            report.sections.append((f"{title} during {report.when}", text))
     return report
 
 

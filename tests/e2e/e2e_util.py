@@ -1,4 +1,5 @@
-"""Helpers shared by the e2e tests: manifests, kubectl tables, bounded waits, watch readers."""
+"""Helpers shared by the e2e tests: manifests, kubectl tables, bounded waits, watch readers,
+node agents and join tokens."""
 
 from __future__ import annotations
 
@@ -251,3 +252,87 @@ def status_of(err) -> dict:
         return json.loads(err.body or "{}")
     except (TypeError, ValueError):
         return {}
+
+
+# --------------------------------------------------------------------------------------------------
+# node agents
+
+
+AGENT_EXIT_TIMEOUT = 30.0
+AGENT_STOP_GRACE = 10.0
+
+
+def create_token(ledge_bin: Path, server_data_dir: Path, *extra: str) -> str:
+    """A join token from `ledge token create` on the server's data dir."""
+    result = subprocess.run(
+        [str(ledge_bin), "token", "create", "--data-dir", str(server_data_dir), *extra],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert token.startswith("K10") and "::" in token, token
+    return token
+
+
+class Agent:
+    """A `ledge agent` process (its own data dir and node name) whose output goes to `log`.
+
+    `server` is anything with a `.url`; `labels` (`k=v`) and `taints` (`k=v:Effect`) become
+    `--node-label`/`--node-taint`; `extra` are further flags. The Lease is renewed every second.
+    """
+
+    def __init__(self, ledge_bin: Path, server, data_dir: Path, name: str, log: Path,
+                 token: str | None = None, *, labels: tuple[str, ...] = (),
+                 taints: tuple[str, ...] = (), extra: tuple[str, ...] = ()):
+        self.name = name
+        self.log = log
+        cmd = [str(ledge_bin), "agent", "--server", server.url, "--data-dir", str(data_dir),
+               "--node-name", name, "--lease-interval", "1s"]
+        for label in labels:
+            cmd += ["--node-label", label]
+        for taint in taints:
+            cmd += ["--node-taint", taint]
+        cmd += list(extra)
+        if token is not None:
+            cmd += ["--token", token]
+        env = {k: v for k, v in os.environ.items() if k not in ("LEDGE_TOKEN", "LEDGE_LOG")}
+        env.setdefault("RUST_BACKTRACE", "1")
+        with open(log, "ab") as out:
+            out.write(f"$ {shell_join(c if c != token else '<token>' for c in cmd)}\n".encode())
+            out.flush()
+            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_exit(self, timeout: float = AGENT_EXIT_TIMEOUT) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"the agent did not exit within {timeout:.0f}s; log:\n"
+                                 + self.output()) from None
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL (its whole session) if it has not exited within the grace."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=AGENT_STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+def node_ready(kubectl, name: str) -> dict | None:
+    """The Node if its Ready condition is True, else None."""
+    node = kubectl.json("get", "node", name)
+    for cond in node.get("status", {}).get("conditions", []):
+        if cond["type"] == "Ready" and cond["status"] == "True":
+            return node
+    return None

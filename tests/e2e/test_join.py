@@ -15,7 +15,6 @@ import hashlib
 import http.client
 import json
 import os
-import signal
 import ssl
 import subprocess
 import time
@@ -27,58 +26,15 @@ import pytest
 import e2e_util
 
 AGENT_TAINT = "ledge.dev/e2e-agent=true:NoSchedule"
-AGENT_EXIT_TIMEOUT = 30.0
-
-
-class Agent:
-    """A `ledge agent` process whose output goes to a log file."""
-
-    def __init__(self, ledge_bin: Path, server, data_dir: Path, name: str, log: Path,
-                 token: str | None = None, extra: tuple[str, ...] = ()):
-        self.log = log
-        cmd = [str(ledge_bin), "agent", "--server", server.url, "--data-dir", str(data_dir),
-               "--node-name", name, "--node-taint", AGENT_TAINT, "--lease-interval", "1s",
-               *extra]
-        if token is not None:
-            cmd += ["--token", token]
-        env = {k: v for k, v in os.environ.items() if k not in ("LEDGE_TOKEN", "LEDGE_LOG")}
-        with open(log, "ab") as out:
-            out.write(f"$ {e2e_util.shell_join(c if c != token else '<token>' for c in cmd)}\n"
-                      .encode())
-            out.flush()
-            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                            stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_exit(self, timeout: float = AGENT_EXIT_TIMEOUT) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise AssertionError(f"the agent did not exit within {timeout:.0f}s; log:\n"
-                                 + self.output()) from None
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        return self.process.returncode
 
 
 @pytest.fixture
 def agents():
     """Starts agents (`agents(...)`) and stops every one at the end."""
-    started: list[Agent] = []
+    started: list[e2e_util.Agent] = []
 
-    def start(*args, **kwargs) -> Agent:
-        agent = Agent(*args, **kwargs)
+    def start(*args, **kwargs) -> e2e_util.Agent:
+        agent = e2e_util.Agent(*args, taints=(AGENT_TAINT,), **kwargs)
         started.append(agent)
         return agent
 
@@ -96,20 +52,11 @@ def node_name(kubectl):
     kubectl("delete", "lease", name, "-n", "kube-node-lease", "--ignore-not-found", "--wait=false")
 
 
-def create_token(ledge_bin, server, *extra: str) -> str:
-    result = subprocess.run(
-        [str(ledge_bin), "token", "create", "--data-dir", str(server.data_dir), *extra],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr
-    token = result.stdout.strip()
-    assert token.startswith("K10") and "::" in token, token
-    return token
-
-
 @pytest.fixture
 def token(ledge_bin, server):
     """A fresh join token, deleted afterwards."""
-    value = create_token(ledge_bin, server, "--ttl", "1h", "--description", "e2e join")
+    value = e2e_util.create_token(ledge_bin, server.data_dir, "--ttl", "1h",
+                                  "--description", "e2e join")
     yield value
     subprocess.run([str(ledge_bin), "token", "delete", "--data-dir", str(server.data_dir),
                     token_id(value)], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
@@ -145,14 +92,6 @@ def api_request(server, path: str, bearer: str | None = None, *, method: str = "
         conn.close()
 
 
-def node_ready(kubectl, name: str):
-    node = kubectl.json("get", "node", name)
-    for cond in node.get("status", {}).get("conditions", []):
-        if cond["type"] == "Ready" and cond["status"] == "True":
-            return node
-    return None
-
-
 def lease_renew_time(kubectl, name: str) -> str:
     lease = kubectl.json("get", "lease", name, "-n", "kube-node-lease")
     return lease["spec"]["renewTime"]
@@ -182,7 +121,8 @@ def test_agent_joins_registers_renews_and_restarts_without_token(
     data_dir = tmp_path / "agent"
     agent = agents(ledge_bin, server, data_dir, node_name, tmp_path / "agent.log", token=token,
                    extra=("--node-label", "e2e.ledge.dev/join=yes"))
-    node = e2e_util.wait_until(lambda: node_ready(kubectl, node_name), f"node {node_name} Ready")
+    node = e2e_util.wait_until(lambda: e2e_util.node_ready(kubectl, node_name),
+                               f"node {node_name} Ready")
 
     labels = node["metadata"]["labels"]
     assert labels["e2e.ledge.dev/join"] == "yes"
@@ -237,7 +177,7 @@ def test_agent_joins_registers_renews_and_restarts_without_token(
     assert again.process.poll() is None, again.output()
     assert "using the stored node certificate" in again.output()
     assert len(csrs_of(kubectl, token_id(token))) == 1
-    assert node_ready(kubectl, node_name)
+    assert e2e_util.node_ready(kubectl, node_name)
     assert again.stop() == 0, again.output()
 
 
@@ -258,7 +198,7 @@ def test_a_wrong_token_secret_is_refused_with_401(ledge_bin, server, kubectl, to
 
 def test_an_expired_token_is_refused_with_401(ledge_bin, server, kubectl, node_name, agents,
                                              tmp_path):
-    expired = create_token(ledge_bin, server, "--ttl", "1s")
+    expired = e2e_util.create_token(ledge_bin, server.data_dir, "--ttl", "1s")
     try:
         time.sleep(2.5)
         agent = agents(ledge_bin, server, tmp_path / "agent", node_name, tmp_path / "agent.log",
@@ -335,7 +275,8 @@ def test_a_node_certificate_reaches_only_its_node_its_lease_and_what_its_pods_ne
         ledge_bin, server, kubectl, token, node_name, agents, tmp_path, ns):
     data_dir = tmp_path / "agent"
     agent = agents(ledge_bin, server, data_dir, node_name, tmp_path / "agent.log", token=token)
-    e2e_util.wait_until(lambda: node_ready(kubectl, node_name), f"node {node_name} Ready")
+    e2e_util.wait_until(lambda: e2e_util.node_ready(kubectl, node_name),
+                        f"node {node_name} Ready")
     pki = data_dir / "pki"
     user = f"system:node:{node_name}"
 

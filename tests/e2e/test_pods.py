@@ -264,3 +264,25 @@ def test_example_daemonset_runs_on_the_node(cluster, ns):
         lambda: cluster.kubectl("-n", ns, "logs", "-l", "app=node-report").stdout,
         "the reporter's output")
     assert f"{cluster.node} load:" in text
+
+
+def test_exec_runs_beside_the_container_over_websocket(cluster, ns):
+    mount = f"/tmp/ledge-e2e-{uuid.uuid4().hex[:8]}"
+    apply(cluster, ns,
+          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+           "data": {"motd": "inside the container's mounts"}},
+          pod("shell", "sleep 3600", container={
+              "env": [{"name": "GREETING", "value": "hi"}],
+              "volumeMounts": [{"name": "cfg", "mountPath": mount}]},
+              volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}]))
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/shell", "--timeout=60s")
+    out = cluster.kubectl("-n", ns, "exec", "shell", "--", SH, "-c",
+                          f"echo $GREETING $HOSTNAME; cat {mount}/motd; echo oops >&2")
+    assert out.stdout.split("\n")[:2] == ["hi shell", "inside the container's mounts"]
+    assert "oops" in out.stderr
+    piped = cluster.kubectl("-n", ns, "exec", "-i", "shell", "--", "cat", input="through stdin\n")
+    assert piped.stdout == "through stdin\n"
+    failed = cluster.kubectl("-n", ns, "exec", "shell", "--", SH, "-c", "exit 7", check=False)
+    assert failed.returncode == 7, failed.stderr
+    old = cluster.kubectl("-n", ns, "exec", "shell", "--", "true", version="1.27", check=False)
+    assert old.returncode != 0 and "WebSocket" in old.stderr

@@ -16,6 +16,7 @@
 pub mod backoff;
 pub mod client;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod heartbeat;
 pub mod image;
@@ -173,11 +174,12 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
     );
     let ip = facts::internal_ip(opts.node_ip, client.local_addr());
     let logs = std::sync::Arc::new(logs::Logs::new(opts.data_dir.join("logs/pods")));
-    let tunnel = tokio::spawn(tunnel::run(
-        client.clone(),
-        logs.clone(),
-        cancel.child_token(),
-    ));
+    let exec_targets = std::sync::Arc::new(exec::Targets::default());
+    let services = tunnel::Services {
+        logs: logs.clone(),
+        exec: exec_targets.clone(),
+    };
+    let tunnel = tokio::spawn(tunnel::run(client.clone(), services, cancel.child_token()));
     let shared = std::sync::Arc::new(pod::Shared {
         client: std::sync::Arc::new(client.clone()),
         http: client.clone(),
@@ -202,6 +204,7 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         images: image::ImageStore::new(&opts.data_dir),
         pods_dir: opts.data_dir.join("pods"),
         logs: logs.clone(),
+        exec: exec_targets,
         backoff: opts.backoff,
     });
     let pods_client = client.with_field_selector(&format!("spec.nodeName={name}"));

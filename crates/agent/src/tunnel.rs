@@ -15,7 +15,17 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::HttpClient;
+use crate::exec::Targets;
 use crate::logs::{LogError, Logs, Options};
+
+/// What the server can ask of this node through the tunnel.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// Container logs.
+    pub logs: Arc<Logs>,
+    /// Running containers, for exec.
+    pub exec: Arc<Targets>,
+}
 
 /// The path and protocol the server accepts tunnels on.
 pub const PATH: &str = "/ledge/v1/tunnel";
@@ -25,7 +35,7 @@ pub const PROTOCOL: &str = "ledge-tunnel";
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Keep a tunnel open until `cancel`.
-pub async fn run(client: HttpClient, logs: Arc<Logs>, cancel: CancellationToken) {
+pub async fn run(client: HttpClient, services: Services, cancel: CancellationToken) {
     let mut delay = Duration::from_millis(500);
     loop {
         let opened = tokio::select! {
@@ -36,10 +46,10 @@ pub async fn run(client: HttpClient, logs: Arc<Logs>, cancel: CancellationToken)
             Ok(io) => {
                 tracing::debug!("tunnel to the server open");
                 delay = Duration::from_millis(500);
-                let logs = logs.clone();
+                let services = services.clone();
                 let service = hyper::service::service_fn(move |req| {
-                    let logs = logs.clone();
-                    async move { Ok::<_, Infallible>(handle(&logs, req).await) }
+                    let services = services.clone();
+                    async move { Ok::<_, Infallible>(handle(&services, req).await) }
                 });
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
@@ -110,16 +120,99 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn handle(logs: &Arc<Logs>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(services: &Services, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let ["containerLogs", namespace, pod, container] = parts.as_slice() else {
-        return error(LogError {
+    match parts.as_slice() {
+        ["containerLogs", namespace, pod, container] => {
+            logs(&services.logs, &req, namespace, pod, container).await
+        }
+        ["exec", _, _, container] => exec(&services.exec, req, container),
+        _ => error(LogError {
             code: 404,
             message: format!("the node serves no {path}"),
+        }),
+    }
+}
+
+fn stream_response(
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    content_type: &'static str,
+) -> Response<Body> {
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|o| o.map(|b| Ok::<_, Infallible>(Frame::data(b))))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+/// `POST /exec/<ns>/<pod>/<container>?podUID&command...&stdin`: frames in, frames out.
+fn exec(targets: &Targets, req: Request<Incoming>, container: &str) -> Response<Body> {
+    let raw = req.uri().query().unwrap_or("").to_string();
+    let mut command = Vec::new();
+    let mut uid = String::new();
+    let mut with_stdin = false;
+    for kv in raw.split('&') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "command" => command.push(percent_decode(v)),
+            "podUID" => uid = percent_decode(v),
+            "stdin" => with_stdin = v == "true",
+            _ => {}
+        }
+    }
+    if command.is_empty() {
+        return error(LogError {
+            code: 400,
+            message: "you must specify at least 1 command".into(),
         });
+    }
+    let target = match targets.find(&uid, container) {
+        Ok(t) => t,
+        Err(message) => return error(LogError { code: 400, message }),
     };
-    let q = query(&req);
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let mut body = req.into_body();
+    tokio::spawn(async move {
+        use ledge_api::stream;
+        let mut decoder = stream::Decoder::default();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            decoder.push(&data);
+            while let Ok(Some((channel, payload))) = decoder.next_frame() {
+                let chunk = match channel {
+                    stream::STDIN if !payload.is_empty() => Bytes::from(payload),
+                    stream::CLOSE if payload.first() == Some(&stream::STDIN) => Bytes::new(),
+                    _ => continue,
+                };
+                if in_tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+        // The client went away: close stdin.
+        let _ = in_tx.send(Bytes::new()).await;
+    });
+    tokio::spawn(crate::exec::run(target, command, with_stdin, in_rx, out_tx));
+    stream_response(out_rx, "application/octet-stream")
+}
+
+async fn logs(
+    logs: &Arc<Logs>,
+    req: &Request<Incoming>,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    let q = query(req);
     let opts = match Options::parse(&q, chrono::Utc::now()) {
         Ok(o) => o,
         Err(message) => return error(LogError { code: 400, message }),
@@ -129,17 +222,8 @@ async fn handle(logs: &Arc<Logs>, req: Request<Incoming>) -> Response<Body> {
         Ok(f) => f,
         Err(e) => return error(e),
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let logs = logs.clone();
     tokio::spawn(async move { logs.stream(file, opts, tx).await });
-    let stream = futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-            .map(|o| o.map(|b| Ok::<_, Infallible>(Frame::data(b))))
-    });
-    let mut r = Response::new(StreamBody::new(stream).boxed());
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain"),
-    );
-    r
+    stream_response(rx, "text/plain")
 }

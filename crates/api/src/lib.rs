@@ -7,6 +7,7 @@ pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod status;
+pub mod stream;
 pub mod time;
 pub mod validation;
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http2::SendRequest;
@@ -25,9 +26,12 @@ pub const PATH: &str = "/ledge/v1/tunnel";
 pub const PROTOCOL: &str = "ledge-tunnel";
 const NODE_PREFIX: &str = "system:node:";
 
+/// The body of a request sent to an agent.
+pub type TunnelBody = BoxBody<Bytes, std::convert::Infallible>;
+
 struct Entry {
     id: u64,
-    sender: SendRequest<Empty<Bytes>>,
+    sender: SendRequest<TunnelBody>,
 }
 
 /// The connected nodes.
@@ -38,7 +42,7 @@ pub struct Tunnels {
 }
 
 impl Tunnels {
-    fn insert(&self, node: &str, sender: SendRequest<Empty<Bytes>>) -> u64 {
+    fn insert(&self, node: &str, sender: SendRequest<TunnelBody>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.nodes
             .lock()
@@ -72,6 +76,26 @@ impl Tunnels {
         node: &str,
         path_and_query: &str,
     ) -> Result<Response<Incoming>, ApiError> {
+        self.send(
+            node,
+            http::Method::GET,
+            path_and_query,
+            Empty::new().boxed(),
+        )
+        .await
+    }
+
+    /// Send a request with a streamed body to `node`'s agent.
+    ///
+    /// # Errors
+    /// 503 when the node has no tunnel or it broke.
+    pub async fn send(
+        &self,
+        node: &str,
+        method: http::Method,
+        path_and_query: &str,
+        body: TunnelBody,
+    ) -> Result<Response<Incoming>, ApiError> {
         let unavailable = |why: String| {
             ApiError::new(
                 503,
@@ -92,13 +116,39 @@ impl Tunnels {
             .ready()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let req = Request::get(format!("http://agent{path_and_query}"))
-            .body(Empty::new())
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://agent{path_and_query}"))
+            .body(body)
             .map_err(|e| ApiError::internal(e.to_string()))?;
         sender
             .send_request(req)
             .await
             .map_err(|e| unavailable(e.to_string()))
+    }
+}
+
+/// The error an agent answered with (a `Status` body), as an [`ApiError`].
+pub async fn agent_error(resp: Response<Incoming>) -> ApiError {
+    let code = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+    match code {
+        404 => ApiError::new(404, "NotFound", message),
+        400..=499 => ApiError::bad_request(message),
+        _ => ApiError::internal(message),
     }
 }
 

@@ -61,6 +61,17 @@ struct FileId {
     dev: u64,
 }
 
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            len: meta.len(),
+            mtime: meta.modified().ok(),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+}
+
 impl Images {
     /// An empty cache over `disk`, with the WASI linkers every program is checked against.
     pub(crate) fn new(engine: Engine, disk: DiskCache) -> wasmtime::Result<Self> {
@@ -90,12 +101,22 @@ impl Images {
         image: &str,
         path: &Path,
     ) -> Result<Arc<Program>, RuntimeError> {
-        let this = self.clone();
-        let (image_owned, path_owned) = (image.to_owned(), path.to_owned());
-        let (digest, kind) =
-            tokio::task::spawn_blocking(move || this.identify(&image_owned, &path_owned))
-                .await
-                .map_err(|e| RuntimeError::Create(format!("hashing {image}: {e}")))??;
+        // A known file is recognised by one stat, done here: the artifact is in the agent's
+        // local image store, and a thread hop would cost more than the stat (it doubled the
+        // start latency of a small command). Anything else (hashing) goes to a blocking thread.
+        let known = std::fs::metadata(path)
+            .ok()
+            .and_then(|meta| self.known(path, &meta));
+        let (digest, kind) = match known {
+            Some(known) => known,
+            None => {
+                let this = self.clone();
+                let (image_owned, path_owned) = (image.to_owned(), path.to_owned());
+                tokio::task::spawn_blocking(move || this.identify(&image_owned, &path_owned))
+                    .await
+                    .map_err(|e| RuntimeError::Create(format!("hashing {image}: {e}")))??
+            }
+        };
         let cell = self
             .programs
             .lock()
@@ -128,21 +149,10 @@ impl Images {
             }
         };
         let meta = std::fs::metadata(path).map_err(not_found)?;
-        let id = FileId {
-            len: meta.len(),
-            mtime: meta.modified().ok(),
-            ino: meta.ino(),
-            dev: meta.dev(),
-        };
-        if let Some((known, digest, kind)) = self
-            .digests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(path)
-            && *known == id
-        {
-            return Ok((digest.clone(), *kind));
+        if let Some(known) = self.known(path, &meta) {
+            return Ok(known);
         }
+        let id = FileId::of(&meta);
         let mut file = std::fs::File::open(path).map_err(not_found)?;
         let mut header = [0u8; 8];
         let mut hasher = Sha256::new();
@@ -172,6 +182,13 @@ impl Images {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(path.to_owned(), (id, digest.clone(), kind));
         Ok((digest, kind))
+    }
+
+    /// The digest and kind of `path` if it was hashed before and has not changed since.
+    fn known(&self, path: &Path, meta: &std::fs::Metadata) -> Option<(String, Kind)> {
+        let digests = self.digests.lock().unwrap_or_else(PoisonError::into_inner);
+        let (id, digest, kind) = digests.get(path)?;
+        (*id == FileId::of(meta)).then(|| (digest.clone(), *kind))
     }
 
     /// Compile (or load) and pre-instantiate (blocking).

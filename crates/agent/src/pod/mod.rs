@@ -60,6 +60,8 @@ pub struct Shared {
     pub pods_dir: PathBuf,
     /// Container logs (`<data dir>/logs/pods`, as kubelet's `/var/log/pods`).
     pub logs: Arc<crate::logs::Logs>,
+    /// Running containers, for `kubectl exec`.
+    pub exec: Arc<crate::exec::Targets>,
     /// Container restart back-off.
     pub backoff: Backoff,
 }

@@ -387,7 +387,12 @@ impl Worker {
                     continue;
                 }
             };
-            let (container, image_id, log_path) = started;
+            let (container, image_id, log_path, exec_target) = started;
+            self.shared.exec.insert(
+                &self.uid,
+                &name,
+                exec_target_with_pid(exec_target, container.pid()),
+            );
             let started_at = Utc::now();
             let began = Instant::now();
             let restart = self.restart_count(role, idx);
@@ -416,6 +421,7 @@ impl Worker {
                 p.abort();
             }
             self.shared.logs.ended(&log_path);
+            self.shared.exec.remove(&self.uid, &name);
             let finished_at = Utc::now();
             let again = !self.stop.is_cancelled() && self.restarts(role, exit.code);
             self.with_status(role, idx, |c| {
@@ -483,7 +489,15 @@ impl Worker {
         &self,
         role: Role,
         idx: usize,
-    ) -> Result<(Box<dyn ledge_runtime::Container>, String, PathBuf), (String, String)> {
+    ) -> Result<
+        (
+            Box<dyn ledge_runtime::Container>,
+            String,
+            PathBuf,
+            crate::exec::Target,
+        ),
+        (String, String),
+    > {
         let Some(runtime) = self.runtime.clone() else {
             return Err((
                 "CreateContainerConfigError".into(),
@@ -521,6 +535,16 @@ impl Worker {
                 format!("cannot create the log {}: {e}", log_path.display()),
             )
         })?;
+        let mut exec_env = env.clone();
+        if !exec_env.iter().any(|(k, _)| k == "HOSTNAME") {
+            exec_env.push(("HOSTNAME".into(), self.name.clone()));
+        }
+        let exec_target = crate::exec::Target {
+            pid: None,
+            env: exec_env,
+            working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+            runtime: runtime.name(),
+        };
         let spec = ContainerSpec {
             namespace: self.namespace.clone(),
             pod_name: self.name.clone(),
@@ -539,7 +563,7 @@ impl Worker {
         };
         self.shared.logs.started(&log_path);
         match runtime.start(spec).await {
-            Ok(started) => Ok((started, image_id, log_path)),
+            Ok(started) => Ok((started, image_id, log_path, exec_target)),
             Err(e) => {
                 self.shared.logs.ended(&log_path);
                 Err((e.reason().to_string(), e.to_string()))
@@ -817,4 +841,10 @@ fn human(d: Duration) -> String {
     } else {
         format!("{}m{}s", s / 60, s % 60)
     }
+}
+
+/// The exec target of a started container: its process, if the runtime can exec in it.
+fn exec_target_with_pid(mut t: crate::exec::Target, pid: Option<u32>) -> crate::exec::Target {
+    t.pid = pid;
+    t
 }

@@ -3,6 +3,7 @@
 
 mod admit;
 pub mod delete;
+pub mod exec;
 mod read;
 mod subresource;
 mod watch;

@@ -1,6 +1,6 @@
 //! Subresources: `status` and `scale` views of an object, pod `binding`, namespace
-//! `finalize`, `eviction`; `log` streams from the pod's node through its agent's tunnel; `exec`
-//! answers that it is not served yet.
+//! `finalize`, `eviction`; `log` streams from the pod's node through its agent's tunnel (`exec`
+//! has its own module, as it upgrades the connection).
 
 use http::{Response, StatusCode};
 use ledge_api::{ApiError, StatusCause, Subresource};
@@ -192,14 +192,9 @@ async fn subresource_checked(
             Ok(respond_object(&ctx, StatusCode::OK, &obj))
         }
         (Subresource::Log, Verb::Get) => pod_log(&ctx).await,
-        (Subresource::Log | Subresource::Exec, _) => Err(ApiError::new(
-            503,
-            "ServiceUnavailable",
-            format!(
-                "pod {:?} has no node agent serving {}: start `ledge agent` on a node",
-                ctx.name(),
-                sub.name()
-            ),
+        (Subresource::Log | Subresource::Exec, _) => Err(ApiError::method_not_allowed(
+            ctx.info.verb.as_str(),
+            ctx.gr(),
         )),
         (Subresource::Eviction, Verb::Create) => {
             super::delete::delete(ctx, bytes::Bytes::from_static(b"{}")).await
@@ -234,41 +229,7 @@ async fn pod_log(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
             "pod {name} does not have a host assigned"
         )));
     }
-    let names: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .chain(
-            pod.pointer("/spec/initContainers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten(),
-        )
-        .filter_map(|c| c.get("name").and_then(Value::as_str))
-        .collect();
-    let container = match ctx.query.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if names.contains(&c) => c.to_string(),
-        Some(c) => {
-            return Err(ApiError::bad_request(format!(
-                "container {c} is not valid for pod {name}"
-            )));
-        }
-        None if names.len() == 1 => names[0].to_string(),
-        None => {
-            let main: Vec<&str> = pod
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.get("name").and_then(Value::as_str))
-                .collect();
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                main.join(" ")
-            )));
-        }
-    };
+    let container = pick_container(&pod, ctx.query.get("container"), true)?;
     let mut path = format!(
         "/containerLogs/{}/{name}/{container}?podUID={}",
         text("/metadata/namespace"),
@@ -311,5 +272,42 @@ fn mark_scheduled(pod: &mut Value) {
     if let Some(list) = status["conditions"].as_array_mut() {
         list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
         list.insert(0, cond);
+    }
+}
+
+/// The container a log or exec request means: the one named, or the only one; else the
+/// upstream error listing the choices. Logs may name init containers too.
+pub(crate) fn pick_container(
+    pod: &Value,
+    asked: Option<&str>,
+    with_init: bool,
+) -> Result<String, ApiError> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let list = |p: &str| -> Vec<&str> {
+        pod.pointer(p)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str))
+            .collect()
+    };
+    let main = list("/spec/containers");
+    let mut all = main.clone();
+    if with_init {
+        all.extend(list("/spec/initContainers"));
+    }
+    match asked.filter(|c| !c.is_empty()) {
+        Some(c) if all.contains(&c) => Ok(c.to_string()),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        None if main.len() == 1 => Ok(main[0].to_string()),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            main.join(" ")
+        ))),
     }
 }

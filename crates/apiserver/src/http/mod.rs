@@ -5,3 +5,4 @@ pub mod body;
 pub mod query;
 pub mod request;
 pub mod server;
+pub mod websocket;

@@ -262,6 +262,27 @@ async fn route_request(
         Route::GroupVersion(g, v) => discovery::resource_list(reg, &g, &v)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(ApiError::path_not_found),
+        Route::Resource(info)
+            if info.group.is_empty()
+                && info.resource == "pods"
+                && info.subresource.as_deref() == Some("exec") =>
+        {
+            // Exec upgrades the connection: the request must reach the handler whole.
+            auth::authorize::check_node(&state, &user, &info, &query, req.headers(), &Bytes::new())
+                .await?;
+            let Some(res) = reg.get(&info.group, &info.version, &info.resource) else {
+                return Err(ApiError::path_not_found());
+            };
+            let ctx = handlers::Ctx {
+                state,
+                res,
+                info,
+                query,
+                headers: req.headers().clone(),
+                encoding: body::Encoding::Json,
+            };
+            handlers::exec::serve(ctx, req).await
+        }
         Route::Resource(info) => {
             let mut headers = req.headers().clone();
             let mut body = read_body(req).await?;
