@@ -12,7 +12,6 @@ namespace and removes what it created, so no test's pods (or CPU requests) leak 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -20,7 +19,6 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -473,7 +471,6 @@ def test_a_crashing_process_backs_off_longer_each_time_and_keeps_its_previous_lo
         events.wait_for(crash_looping_after_three_restarts,
                         "CrashLoopBackOff after three restarts", timeout=POD_TIMEOUT)
 
-    print("DELAYS", delays)
     counts = sorted(delays)
     assert len(counts) >= 2, f"back-off seen at too few restart counts: {delays}"
     shown = [delays[c] for c in counts]
