@@ -50,7 +50,7 @@ pub fn agent_options(cli: AgentCliOptions) -> anyhow::Result<ledge_agent::AgentO
     opts.node_taints = taints;
     opts.node_ip = cli.node_ip;
     opts.lease_interval = cli.lease_interval;
-    opts.runtimes = runtimes();
+    opts.runtimes = runtimes(&opts.data_dir)?;
     if cli.restart_backoff.is_zero() {
         return Err(anyhow!("--restart-backoff must be longer than zero"));
     }
@@ -60,14 +60,15 @@ pub fn agent_options(cli: AgentCliOptions) -> anyhow::Result<ledge_agent::AgentO
     Ok(opts)
 }
 
-/// The runtimes this build of the agent offers.
-pub fn runtimes() -> ledge_agent::runtime::Runtimes {
-    ledge_agent::runtime::Runtimes::builtin()
-}
-
-/// Their names.
-pub fn runtime_names() -> Vec<&'static str> {
-    runtimes().names()
+/// The runtimes the agent offers: `process` (built in) and `wasm` (wasmtime, compiled
+/// modules cached in `<data dir>/wasm-cache`).
+pub fn runtimes(data_dir: &std::path::Path) -> anyhow::Result<ledge_agent::runtime::Runtimes> {
+    let mut r = ledge_agent::runtime::Runtimes::builtin();
+    let wasm =
+        ledge_wasm::WasmRuntime::new(ledge_wasm::WasmConfig::new(data_dir.join("wasm-cache")))
+            .map_err(|e| anyhow!("cannot start the wasm runtime: {e}"))?;
+    r.add(std::sync::Arc::new(wasm));
+    Ok(r)
 }
 
 /// Run `ledge agent` until SIGINT/SIGTERM.

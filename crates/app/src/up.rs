@@ -62,22 +62,22 @@ pub async fn run_up(opts: UpOptions) -> anyhow::Result<()> {
     agent_opts.node_ip =
         Some(IpAddr::V4(Ipv4Addr::LOCALHOST)).filter(|_| opts.server.bind.is_loopback());
     let node_name = agent_opts.node_name();
+    let runtimes = agent_opts.runtimes.names().join(", ");
     let cancel = CancellationToken::new();
     let agent = tokio::spawn(ledge_agent::run(agent_opts, cancel.child_token()));
     println!(
         "ledge is up: a single-node cluster on https://{}",
         control.addr
     );
-    println!(
-        "  node:       {node_name} (runtimes: {})",
-        crate::agent::runtime_names().join(", ")
-    );
+    println!("  node:       {node_name} (runtimes: {runtimes})");
     println!("  data dir:   {}", opts.data_dir.display());
     println!("  kubeconfig: {}", control.kubeconfig.display());
     println!("try:");
     println!("  export KUBECONFIG={}", control.kubeconfig.display());
     println!("  kubectl get nodes");
-    println!("  kubectl apply -f examples/hello-process.yaml && kubectl get pods -o wide");
+    println!("  examples/hello-wasm/build.sh && ledge image import \\");
+    println!("      $CARGO_TARGET_DIR/wasm-fixtures/hello-http.wasm --name hello-wasm:1");
+    println!("  kubectl apply -f examples/hello-wasm.yaml && kubectl get pods -o wide");
     println!("stop with Ctrl-C");
     tokio::pin!(agent);
     let result = tokio::select! {

@@ -8,10 +8,11 @@
 //! the runtime keeps one listener per (host IP, port) ([`registry`]):
 //!
 //! - the first pod binds the port;
-//! - a pod of the **same image digest and namespace** joins it, and requests are spread
-//!   round-robin over the joined pods (each request runs in the chosen pod's instance, with its
-//!   env, mounts and limits, and its output goes to that pod's log);
-//! - any other pod asking for that port fails to start with
+//! - a pod of the **same namespace** joins it, and requests are spread round-robin over the
+//!   joined pods (each request runs in the chosen pod's own component, with its env, mounts and
+//!   limits, and its output goes to that pod's log). Images may differ: during a rolling update
+//!   old and new versions serve side by side, as behind a Service;
+//! - a pod of another namespace asking for that port fails to start with
 //!   `port 8080 is already served by pod <ns>/<name>` (`CreateContainerError`), as a second
 //!   `hostPort` user would upstream;
 //! - stop takes a pod out of the rotation, lets its in-flight requests finish within the grace

@@ -27,7 +27,6 @@ pub(crate) struct Registry {
 /// One bound port and the pods behind it.
 pub(crate) struct Listener {
     addr: SocketAddr,
-    digest: String,
     namespace: String,
     members: Mutex<Vec<Arc<Member>>>,
     next: AtomicUsize,
@@ -39,8 +38,8 @@ impl Registry {
     /// Join `member` to the listener of `addr`, binding it if nobody serves it.
     ///
     /// # Errors
-    /// [`RuntimeError::Create`] when another image or namespace serves the port (also through
-    /// a wildcard address) or it cannot be bound.
+    /// [`RuntimeError::Create`] when another namespace serves the port (also through a
+    /// wildcard address) or it cannot be bound.
     pub(crate) async fn join(
         self: &Arc<Self>,
         addr: SocketAddr,
@@ -49,8 +48,9 @@ impl Registry {
         member: Arc<Member>,
     ) -> Result<Arc<Listener>, RuntimeError> {
         let mut map = self.listeners.lock().await;
+        // Pods of one namespace share the port whatever their image, so a rolling update
+        // from one version to the next serves from both while it runs (as a Service would).
         if let Some(l) = map.get(&addr)
-            && l.digest == digest
             && l.namespace == namespace
         {
             let mut members = lock(&l.members);
@@ -79,7 +79,6 @@ impl Registry {
             .map_err(|e| RuntimeError::Create(format!("cannot listen on {addr}: {e}")))?;
         let listener = Arc::new(Listener {
             addr,
-            digest: digest.to_owned(),
             namespace: namespace.to_owned(),
             members: Mutex::new(vec![member]),
             next: AtomicUsize::new(0),

@@ -84,19 +84,25 @@ async fn replicas_of_one_image_share_the_port_round_robin() {
     let (la, lb) = (stdout(&a), stdout(&b));
     assert_eq!((la.len(), lb.len()), (3, 3), "a={la:?} b={lb:?}");
 
-    // A different image on the port is refused, naming the pod that serves it.
-    let mut other = http_spec(dir.path(), "c", &other_image(dir.path()), port);
-    other.pod_name = "pod-c".into();
-    let err = rt.start(other).await.err().expect("port conflict");
+    // Another namespace is refused, naming the pod that serves the port.
+    let mut foreign = http_spec(dir.path(), "d", &wasm, port);
+    foreign.namespace = "other".into();
+    let err = rt.start(foreign).await.err().expect("port conflict");
     assert_eq!(err.reason(), "CreateContainerError");
     assert_eq!(
         err.to_string(),
         format!("port {port} is already served by pod default/pod-a")
     );
-    // So is the same image from another namespace.
-    let mut foreign = http_spec(dir.path(), "d", &wasm, port);
-    foreign.namespace = "other".into();
-    assert!(rt.start(foreign).await.is_err());
+    // Another image of the same namespace (the next version, mid-rollout) joins the rotation.
+    let v2 = http_spec(dir.path(), "c", &other_image(dir.path()), port);
+    let cv2 = rt.start(v2.clone()).await.unwrap();
+    for i in 0..3 {
+        within("request", get(port, &format!("/mixed{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(stdout(&v2).len(), 1, "one of three requests reached v2");
+    within("stop v2", cv2.stop(Duration::from_secs(10))).await;
 
     // Stopping one replica leaves the other serving everything.
     assert_eq!(
@@ -109,8 +115,7 @@ async fn replicas_of_one_image_share_the_port_round_robin() {
             .unwrap();
         assert_eq!(status, 200);
     }
-    assert_eq!(stdout(&a).len(), 3);
-    assert_eq!(stdout(&b).len(), 6);
+    assert_eq!(stdout(&a).len() + stdout(&b).len(), 11);
 
     // The last one out closes the port; then another image may take it.
     within("stop b", cb.stop(Duration::from_secs(10))).await;
