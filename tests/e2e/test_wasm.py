@@ -1,0 +1,192 @@
+"""Wasm pods on a real node (`ledge up`): the hello-wasm `wasi:http` component served through a
+Deployment and a NodePort Service, scaled, rolled to a new image and back, deleted; WASI
+preview 1 commands that log, read volumes, exit with codes, crash-loop and trap; images that
+are not Wasm. The fixtures are built from registry tools by `./test.sh`'s deps stage
+(`crates/wasm/fixtures/build.sh`, `examples/hello-wasm/build.sh`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import e2e_util
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache/ledge-target"))) \
+    / "wasm-fixtures"
+
+# A core module whose `_start` executes `unreachable`: the smallest trap.
+TRAP_MODULE = bytes.fromhex(
+    "0061736d01000000"          # magic, version 1
+    "010401600000"              # types: () -> ()
+    "03020100"                  # functions: one of type 0
+    "070a01065f7374617274" "0000"  # export "_start" = function 0
+    "0a05010300000b")           # code: unreachable
+
+
+def fixture(name: str) -> Path:
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `crates/wasm/fixtures/build.sh` and "
+                    "`examples/hello-wasm/build.sh` (./test.sh does)", pytrace=False)
+    return path
+
+
+def import_image(cluster, path: Path, name: str) -> None:
+    out = subprocess.run([str(cluster.ledge_bin), "image", "import", str(path), "--name", name,
+                          "--data-dir", str(cluster.agent_dir)], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.fixture
+def cluster(node_cluster):
+    return node_cluster
+
+
+@pytest.fixture
+def ns(node_cluster, request):
+    name = node_cluster.ns("e2e-" + request.node.originalname.removeprefix("test_")
+                           .replace("_", "-")[:20])
+    yield name
+    node_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.read().decode()
+
+
+def port_closed(url: str) -> bool:
+    try:
+        http_get(url)
+        return False
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return True
+
+
+def pods(cluster, ns, selector):
+    return cluster.kubectl.json("-n", ns, "get", "pods", "-l", selector)["items"]
+
+
+def test_hello_wasm_deployment_lifecycle(cluster, ns, tmp_path):
+    hello = fixture("hello-http.wasm")
+    import_image(cluster, hello, "hello-wasm:1")
+    v2 = tmp_path / "hello-v2.wasm"
+    # The same component with a custom section appended: another digest, another image.
+    v2.write_bytes(hello.read_bytes() + b"\x00\x05\x04ledg")
+    import_image(cluster, v2, "hello-wasm:2")
+    k = cluster.kubectl
+    k("-n", ns, "apply", "-f", str(REPO / "examples/hello-wasm.yaml"))
+    k("-n", ns, "rollout", "status", "deployment/hello-wasm", "--timeout=90s")
+    text = e2e_util.wait_until(lambda: http_get("http://127.0.0.1:30080/e2e"),
+                               "the component's answer on the node port")
+    assert text == "Hello from ledge! You asked for /e2e\n"
+    logs = e2e_util.wait_until(
+        lambda: (t := k("-n", ns, "logs", "-l", "app=hello-wasm", "--tail", "-1").stdout)
+        and "GET /e2e" in t and t, "the request in the pods' logs")
+    assert "GET /e2e" in logs
+
+    k("-n", ns, "scale", "deployment/hello-wasm", "--replicas=5")
+    k("-n", ns, "rollout", "status", "deployment/hello-wasm", "--timeout=90s")
+    running = [p for p in pods(cluster, ns, "app=hello-wasm")
+               if p["status"].get("phase") == "Running"]
+    assert len(running) == 5
+
+    k("-n", ns, "set", "image", "deployment/hello-wasm", "hello=hello-wasm:2")
+    k("-n", ns, "rollout", "status", "deployment/hello-wasm", "--timeout=90s")
+    images = {c["imageID"] for p in pods(cluster, ns, "app=hello-wasm")
+              for c in p["status"]["containerStatuses"]}
+    assert len(images) == 1 and images != set(), images
+    assert http_get("http://127.0.0.1:30080/v2").startswith("Hello from ledge!")
+
+    k("-n", ns, "rollout", "undo", "deployment/hello-wasm")
+    k("-n", ns, "rollout", "status", "deployment/hello-wasm", "--timeout=90s")
+    e2e_util.wait_until(
+        lambda: {c["image"] for p in pods(cluster, ns, "app=hello-wasm")
+                 for c in p["spec"]["containers"]} == {"hello-wasm:1"}
+        and len(pods(cluster, ns, "app=hello-wasm")) == 5, "five pods of hello-wasm:1 again")
+
+    k("-n", ns, "delete", "-f", str(REPO / "examples/hello-wasm.yaml"))
+    e2e_util.wait_until(lambda: pods(cluster, ns, "app=hello-wasm") == [], "every pod gone",
+                        timeout=60)
+    e2e_util.wait_until(lambda: port_closed("http://127.0.0.1:8080/"),
+                        "the component's port closed")
+
+
+def command_pod(name, image, env=None, **spec):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"runtimeClassName": "wasm", "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "main", "image": image, "env": env or [],
+                                     **spec.pop("container", {})}], **spec}}
+
+
+def status(cluster, ns, name):
+    return cluster.pod(ns, name)["status"].get("containerStatuses", [{}])[0]
+
+
+def test_wasi_command_reads_a_volume_and_exits(cluster, ns):
+    import_image(cluster, fixture("hello-p1.wasm"), "hello-p1:1")
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "data"},
+         "data": {"note.txt": "read through a preopened dir\n"}},
+        command_pod("reader", "hello-p1:1", env=[{"name": "GREETING", "value": "hi"}],
+                    restartPolicy="Never",
+                    container={"args": ["/data/note.txt"],
+                               "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                    volumes=[{"name": "data", "configMap": {"name": "data"}}])))
+    e2e_util.wait_until(lambda: cluster.pod(ns, "reader")["status"].get("phase") == "Succeeded",
+                        "the command to succeed")
+    out = cluster.kubectl("-n", ns, "logs", "reader").stdout
+    assert "hello from c" in out and "GREETING=hi" in out
+    assert "read through a preopened dir" in out
+    assert status(cluster, ns, "reader")["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_crashing_module_backs_off(cluster, ns):
+    import_image(cluster, fixture("hello-p1.wasm"), "hello-p1:1")
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
+        command_pod("crasher", "hello-p1:1", env=[{"name": "EXIT_CODE", "value": "4"}])))
+    s = e2e_util.wait_until(lambda: (s := status(cluster, ns, "crasher"))
+                            .get("restartCount", 0) >= 2 and s, "two restarts", timeout=60)
+    assert s["lastState"]["terminated"]["exitCode"] == 4
+    e2e_util.wait_until(lambda: status(cluster, ns, "crasher").get("state", {})
+                        .get("waiting", {}).get("reason") == "CrashLoopBackOff", "CrashLoopBackOff")
+
+
+def test_trap_and_bad_images_are_reported(cluster, ns, tmp_path):
+    trap = tmp_path / "trap.wasm"
+    trap.write_bytes(TRAP_MODULE)
+    import_image(cluster, trap, "trap:1")
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
+        command_pod("trapper", "trap:1", restartPolicy="Never"),
+        command_pod("missing", "nowhere:1", restartPolicy="Never"),
+        command_pod("wrong-runtime", "hello-p1:1", runtimeClassName="process",
+                    restartPolicy="Never")))
+    import_image(cluster, fixture("hello-p1.wasm"), "hello-p1:1")
+    term = e2e_util.wait_until(
+        lambda: status(cluster, ns, "trapper").get("state", {}).get("terminated"), "the trap")
+    assert term["reason"] == "Trap" and "unreachable" in term.get("message", ""), term
+    assert cluster.pod(ns, "trapper")["status"]["phase"] == "Failed"
+    waiting = e2e_util.wait_until(
+        lambda: status(cluster, ns, "missing").get("state", {}).get("waiting", {})
+        .get("reason") == "ErrImageNeverPull" and status(cluster, ns, "missing"), "missing image")
+    assert "ledge image import" in waiting["state"]["waiting"]["message"]
+    wrong = e2e_util.wait_until(
+        lambda: status(cluster, ns, "wrong-runtime").get("state", {}).get("waiting", {})
+        .get("reason") == "InvalidImage" and status(cluster, ns, "wrong-runtime"),
+        "an InvalidImage for a Wasm module under the process runtime")
+    assert "runtimeClassName: wasm" in wrong["state"]["waiting"]["message"]
+    bad = subprocess.run([str(cluster.ledge_bin), "image", "import", str(REPO / "README.md"),
+                          "--name", "x:1", "--data-dir", str(cluster.agent_dir)],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 1 and "neither a WebAssembly module" in bad.stderr
+    rejected = cluster.kubectl("-n", ns, "apply", "-f", "-", check=False, input=e2e_util.manifest(
+        command_pod("nope", "hello-p1:1", runtimeClassName="no-such-class")))
+    assert rejected.returncode != 0 and 'RuntimeClass "no-such-class" not found' in rejected.stderr
