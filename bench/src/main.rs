@@ -88,12 +88,25 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         report.cpu_note()
     );
     if let Some(path) = &cli.results {
-        std::fs::write(path, report.markdown())
-            .with_context(|| format!("write {}", path.display()))?;
+        // The other benchmarks' sections (below the marker) are kept as they are.
+        let kept = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|old| old.find(OTHER_BENCHMARKS).map(|i| old[i..].to_string()))
+            .unwrap_or_default();
+        let mut text = report.markdown();
+        if !kept.is_empty() {
+            text.push('\n');
+            text.push_str(&kept);
+        }
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())
 }
+
+/// Where the sections of the other benchmarks (pods, Wasm HTTP, scheduler) start in
+/// `bench/RESULTS.md`; the API benchmark rewrites only what is above it.
+const OTHER_BENCHMARKS: &str = "<!-- other benchmarks: kept by bench/run -->";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

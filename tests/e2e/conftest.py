@@ -445,3 +445,12 @@ def node_cluster(request, ledge_bin, tmp_path_factory, kubectl_path) -> NodeClus
         if failed and srv is not None:
             _report(request.config, f"ledge up log (last {LOG_TAIL_LINES} lines of {log_path})",
                     e2e_util.file_tail(log_path, LOG_TAIL_LINES))
+
+
+@pytest.fixture
+def node_ns(node_cluster, request) -> str:
+    """A fresh namespace on the `node_cluster`, deleted (without waiting) afterwards."""
+    name = node_cluster.ns("e2e-" + request.node.originalname.removeprefix("test_")
+                           .replace("_", "-")[:20])
+    yield name
+    node_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")

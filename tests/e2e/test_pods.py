@@ -31,11 +31,8 @@ def cluster(node_cluster):
 
 
 @pytest.fixture
-def ns(node_cluster, request):
-    name = node_cluster.ns("e2e-" + request.node.originalname.removeprefix("test_")
-                           .replace("_", "-")[:20])
-    yield name
-    node_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+def ns(node_ns):
+    return node_ns
 
 
 def apply(cluster, ns, *docs):

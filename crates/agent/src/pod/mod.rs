@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledge_controller::kinds::POD;
-use ledge_controller::{Client, EventRecorder, Informer, Kind};
+use ledge_controller::{Client, EventRecorder, Informer};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -34,9 +34,6 @@ pub use env::NodeFacts;
 use spec::str_at;
 pub use worker::{Backoff, Desired};
 
-/// node.k8s.io/v1 RuntimeClass.
-pub const RUNTIME_CLASS: Kind =
-    Kind::new("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", false);
 /// The runtime of pods that name no RuntimeClass (the cluster default).
 pub const DEFAULT_RUNTIME: &str = "wasm";
 
@@ -78,7 +75,11 @@ impl Shared {
         let Some(class) = class.filter(|c| !c.is_empty()) else {
             return DEFAULT_RUNTIME.to_string();
         };
-        match self.client.get(&RUNTIME_CLASS, None, class).await {
+        match self
+            .client
+            .get(&ledge_controller::kinds::RUNTIME_CLASS, None, class)
+            .await
+        {
             Ok(Some(rc)) => rc
                 .get("handler")
                 .and_then(Value::as_str)

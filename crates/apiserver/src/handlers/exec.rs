@@ -24,18 +24,6 @@ use crate::tunnel::agent_error;
 /// Subprotocols served, preferred first.
 const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
-fn query_encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Serve `GET|POST pods/<name>/exec`.
 ///
 /// # Errors
@@ -91,7 +79,7 @@ pub async fn serve(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
         text("/metadata/uid")
     );
     for c in command {
-        path.push_str(&format!("&command={}", query_encode(c)));
+        path.push_str(&format!("&command={}", crate::http::query::encode(c)));
     }
     for flag in ["stdin", "tty"] {
         if ctx.query.flag(flag) {

@@ -237,24 +237,11 @@ async fn pod_log(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     );
     for key in LOG_OPTIONS {
         if let Some(v) = ctx.query.get(key) {
-            path.push_str(&format!("&{key}={}", encode_query(v)));
+            path.push_str(&format!("&{key}={}", crate::http::query::encode(v)));
         }
     }
     let resp = ctx.state.tunnels.get(node, &path).await?;
     Ok(crate::tunnel::relay(resp))
-}
-
-fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Binding also records `PodScheduled=True`, replacing an earlier `Unschedulable`, as
