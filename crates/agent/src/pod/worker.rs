@@ -723,8 +723,9 @@ impl Worker {
         let mut last: Option<Value> = None;
         loop {
             self.changed.notified().await;
-            // Coalesce bursts of changes into one write.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Coalesce a burst of changes (volumes ready, container started) into one write,
+            // without holding a pod's Running back noticeably.
+            tokio::time::sleep(Duration::from_millis(2)).await;
             last = self.write_status(last).await;
         }
     }
