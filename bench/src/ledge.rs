@@ -33,23 +33,24 @@ fn configmap(name: &str, data: Value) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-/// Run every scenario against a fresh `ledge server` started from `bin`.
-pub async fn bench(bin: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Figures> {
-    let data = work.join("ledge-data");
+/// Start `ledge server` from `bin` on a free loopback port with its data in `data` and its
+/// output in `work/<log>`.
+pub fn spawn_server(bin: &Path, work: &Path, data: &Path, log: &str) -> anyhow::Result<Server> {
     let port = proc::free_port()?;
     let mut cmd = Command::new(bin);
     cmd.arg("server")
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
         .args(["--https-listen-port", &port.to_string()])
         .args(["--bind-address", "127.0.0.1"])
         .env("LEDGE_LOG", "warn");
-    let mut server = Server::spawn(
-        "ledge server",
-        cmd,
-        &work.join("ledge.log"),
-        &work.join("pids"),
-    )?;
+    Server::spawn("ledge server", cmd, &work.join(log), &work.join("pids"))
+}
+
+/// Run every scenario against a fresh `ledge server` started from `bin`.
+pub async fn bench(bin: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Figures> {
+    let data = work.join("ledge-data");
+    let mut server = spawn_server(bin, work, &data, "ledge.log")?;
     let pid = server.pid();
     let cpu = proc::CpuSample::take(pid);
     let mut fig = Figures {

@@ -12,7 +12,6 @@
 //! (the scheduler alone, the creation rate no longer a factor).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::kube::Kube;
 use crate::load::{self, Phase};
-use crate::proc::{self, Server};
+use crate::proc;
 
 const NS: &str = "bench-sched";
 
@@ -52,20 +51,7 @@ pub struct SchedPlan {
 /// Run the scheduler benchmark against a fresh `ledge server`.
 pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<()> {
     let data = work.join("ledge-sched-data");
-    let port = proc::free_port()?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("server")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--https-listen-port", &port.to_string()])
-        .args(["--bind-address", "127.0.0.1"])
-        .env("LEDGE_LOG", "warn");
-    let mut server = Server::spawn(
-        "ledge server",
-        cmd,
-        &work.join("ledge-sched.log"),
-        &work.join("pids"),
-    )?;
+    let mut server = crate::ledge::spawn_server(bin, work, &data, "ledge-sched.log")?;
     let pid = server.pid();
     let config = crate::ledge::wait_ready(&mut server, &data).await?;
     let kube = Arc::new(Kube::connect(&config, 8).await?);

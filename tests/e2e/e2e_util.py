@@ -336,3 +336,38 @@ def node_ready(kubectl, name: str) -> dict | None:
         if cond["type"] == "Ready" and cond["status"] == "True":
             return node
     return None
+
+
+class BackgroundPoller:
+    """Calls `once()` every `interval` seconds on a thread while used as a context manager (or
+    until `max_seconds` pass); an error stops it and is raised when the `with` block ends.
+    Fake kubelets of the tests subclass it."""
+
+    def __init__(self, interval: float = 0.2, max_seconds: float = 120):
+        self.interval, self.max_seconds = interval, max_seconds
+        self.stop_event = threading.Event()
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def once(self) -> None:
+        raise NotImplementedError
+
+    def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                self.once()
+            except Exception as err:  # noqa: BLE001 - reported when the test stops us
+                self.error = err
+                return
+            self.stop_event.wait(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join(timeout=10)
+        if self.error is not None and exc[0] is None:
+            raise AssertionError(f"{type(self).__name__} failed: {self.error!r}")

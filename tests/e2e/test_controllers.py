@@ -22,6 +22,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 import conftest
+import e2e_util
 from e2e_util import manifest, unique_name, wait_until
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -82,16 +83,14 @@ def is_ready(pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
 
-class FakeKubelet:
+class FakeKubelet(e2e_util.BackgroundPoller):
     """Reports every live pod of a namespace (matching `selector`) as `phase` (Running and
     Ready by default, or e.g. Succeeded/Failed), in a background thread, until stopped. Like a
     kubelet, it also confirms the deletion of terminating pods bound to a node."""
 
     def __init__(self, v1, ns, selector=None, phase="Running", interval=0.2):
-        self.v1, self.ns, self.selector, self.phase, self.interval = v1, ns, selector, phase, interval
-        self.stop_event = threading.Event()
-        self.error: Exception | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval, KUBELET_MAX_SECONDS)
+        self.v1, self.ns, self.selector, self.phase = v1, ns, selector, phase
 
     def once(self):
         for pod in self.v1.list_namespaced_pod(self.ns, label_selector=self.selector).items:
@@ -106,25 +105,6 @@ class FakeKubelet:
                 continue
             report_pod(self.v1, pod, phase=self.phase, ready=self.phase == "Running")
 
-    def _run(self):
-        deadline = time.monotonic() + KUBELET_MAX_SECONDS
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            try:
-                self.once()
-            except Exception as err:  # noqa: BLE001 - reported when the test stops us
-                self.error = err
-                return
-            self.stop_event.wait(self.interval)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.thread.join(timeout=10)
-        if self.error is not None and exc[0] is None:
-            raise AssertionError(f"fake kubelet failed: {self.error!r}")
 
 
 def create(kubectl, ns, *docs):

@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+import e2e_util
 from e2e_util import manifest, parse_table, wait_until
 
 HASH = "pod-template-hash"
@@ -76,41 +77,20 @@ def live_pods(v1, ns, selector=None) -> list[client.V1Pod]:
     return [p for p in pods if p.metadata.deletion_timestamp is None]
 
 
-class FakeKubelet:
+class FakeKubelet(e2e_util.BackgroundPoller):
     """Marks every live pod of a namespace ready, in a background thread, until stopped (or
     KUBELET_MAX_SECONDS pass). `only` limits it to pods with those labels."""
 
     def __init__(self, v1, ns, only: dict | None = None, interval: float = 0.2):
-        self.v1, self.ns, self.interval = v1, ns, interval
+        super().__init__(interval, KUBELET_MAX_SECONDS)
+        self.v1, self.ns = v1, ns
         self.selector = ",".join(f"{k}={v}" for k, v in (only or {}).items()) or None
-        self.stop_event = threading.Event()
-        self.error: Exception | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def once(self) -> None:
         for pod in live_pods(self.v1, self.ns, self.selector):
             if not is_ready(pod):
                 mark_ready(self.v1, pod)
 
-    def _run(self):
-        deadline = time.monotonic() + KUBELET_MAX_SECONDS
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            try:
-                self.once()
-            except Exception as err:  # noqa: BLE001 - reported when the test stops us
-                self.error = err
-                return
-            self.stop_event.wait(self.interval)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.thread.join(timeout=10)
-        if self.error is not None and exc[0] is None:
-            raise AssertionError(f"fake kubelet failed: {self.error!r}")
 
 
 # ledge's PATCH does not yet retry its own compare-and-swap when another writer (here: the

@@ -90,12 +90,13 @@ fn error(e: LogError) -> Response<Body> {
     )
 }
 
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+/// The query's parameters, decoded, in order (repeated keys such as `command` kept).
+fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
     req.uri()
         .query()
         .unwrap_or("")
         .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_string(), percent_decode(v)))
         .collect()
@@ -153,15 +154,13 @@ fn stream_response(
 
 /// `POST /exec/<ns>/<pod>/<container>?podUID&command...&stdin`: frames in, frames out.
 fn exec(targets: &Targets, req: Request<Incoming>, container: &str) -> Response<Body> {
-    let raw = req.uri().query().unwrap_or("").to_string();
     let mut command = Vec::new();
     let mut uid = String::new();
     let mut with_stdin = false;
-    for kv in raw.split('&') {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        match k {
-            "command" => command.push(percent_decode(v)),
-            "podUID" => uid = percent_decode(v),
+    for (k, v) in query(&req) {
+        match k.as_str() {
+            "command" => command.push(v),
+            "podUID" => uid = v,
             "stdin" => with_stdin = v == "true",
             _ => {}
         }
@@ -212,7 +211,7 @@ async fn logs(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
-    let q = query(req);
+    let q: HashMap<String, String> = query(req).into_iter().collect();
     let opts = match Options::parse(&q, chrono::Utc::now()) {
         Ok(o) => o,
         Err(message) => return error(LogError { code: 400, message }),

@@ -221,19 +221,18 @@ pub fn relay(resp: Response<Incoming>) -> Response<Body> {
     let status = resp.status();
     let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
     let mut incoming = resp.into_body();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(16);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         while let Some(frame) = incoming.frame().await {
             let Ok(frame) = frame else { break };
             if let Ok(data) = frame.into_data()
-                && tx.send(Ok(Frame::data(data))).await.is_err()
+                && tx.send(data).await.is_err()
             {
                 break;
             }
         }
     });
-    let stream = tokio_stream_from(rx);
-    let mut out = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let mut out = Response::new(channel_body(rx));
     *out.status_mut() = status;
     if let Some(ct) = content_type {
         out.headers_mut().insert(header::CONTENT_TYPE, ct);
@@ -241,8 +240,11 @@ pub fn relay(resp: Response<Incoming>) -> Response<Body> {
     out
 }
 
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> + Send + 'static {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+/// A body streaming whatever is sent on the channel, ending when the sender is dropped.
+pub fn channel_body(mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> TunnelBody {
+    StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|o| o.map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b))))
+    }))
+    .boxed()
 }

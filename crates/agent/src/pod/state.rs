@@ -57,9 +57,7 @@ impl State {
                     "exitCode": exit.code,
                     "reason": exit.reason,
                     "finishedAt": format_time(*finished_at),
-                    "containerID": Value::Null,
                 });
-                t.as_object_mut().map(|m| m.remove("containerID"));
                 if let Some(s) = started_at {
                     t["startedAt"] = json!(format_time(*s));
                 }

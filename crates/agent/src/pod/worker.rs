@@ -387,12 +387,9 @@ impl Worker {
                     continue;
                 }
             };
-            let (container, image_id, log_path, exec_target) = started;
-            self.shared.exec.insert(
-                &self.uid,
-                &name,
-                exec_target_with_pid(exec_target, container.pid()),
-            );
+            let (container, image_id, log_path, mut exec_target) = started;
+            exec_target.pid = container.pid();
+            self.shared.exec.insert(&self.uid, &name, exec_target);
             let started_at = Utc::now();
             let began = Instant::now();
             let restart = self.restart_count(role, idx);
@@ -842,10 +839,4 @@ fn human(d: Duration) -> String {
     } else {
         format!("{}m{}s", s / 60, s % 60)
     }
-}
-
-/// The exec target of a started container: its process, if the runtime can exec in it.
-fn exec_target_with_pid(mut t: crate::exec::Target, pid: Option<u32>) -> crate::exec::Target {
-    t.pid = pid;
-    t
 }

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use ledge_api::{ApiError, stream};
 use serde_json::Value;
@@ -87,12 +87,7 @@ pub async fn serve(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
         }
     }
     let (to_agent, rx) = mpsc::channel::<Bytes>(16);
-    let mut rx = rx;
-    let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-            .map(|o| o.map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b))))
-    }))
-    .boxed();
+    let body = crate::tunnel::channel_body(rx);
     let resp = ctx
         .state
         .tunnels
