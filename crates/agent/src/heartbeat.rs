@@ -70,6 +70,8 @@ pub struct Heartbeat {
     /// The server's view of this Node (a watch on it alone), so a Ready condition the server
     /// changed — `Unknown` after a partition — is corrected at the next beat, not minutes later.
     pub server_view: Option<std::sync::Arc<ledge_controller::Informer>>,
+    /// Told whether each renewal reached the server.
+    pub link: std::sync::Arc<crate::node_store::Link>,
 }
 
 impl Heartbeat {
@@ -193,7 +195,9 @@ impl Heartbeat {
                 _ = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            match self.renew(lease.take()).await {
+            let renewed = self.renew(lease.take()).await;
+            self.link.observe(&renewed);
+            match renewed {
                 Ok(l) => {
                     lease = Some(l);
                     if let Some(since) = outage.take() {

@@ -23,6 +23,7 @@ pub mod image;
 pub mod join;
 pub mod logs;
 pub mod node;
+pub mod node_store;
 pub mod pod;
 pub mod proxy;
 pub mod runtime;
@@ -34,6 +35,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
 pub use client::HttpClient;
@@ -42,6 +45,7 @@ pub use token::JoinToken;
 
 use crate::client::{Credentials as Auth, Trust};
 use crate::node::{NodeSpec, Taint, facts, status};
+use crate::node_store::{Cached, Link, NodeIdentity, NodeStore};
 
 /// The user name prefix of node certificates (`system:node:<name>`).
 pub const NODE_USER_PREFIX: &str = "system:node:";
@@ -127,6 +131,16 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
     }
     files::create_private_dir(&opts.data_dir)?;
     tracing::info!(node = %name, server = %opts.server, "ledge agent starting");
+    // Compile stored images the Wasm cache lacks (after an upgrade, a wiped cache) while the
+    // node joins, rather than in their first pod's start.
+    tokio::spawn({
+        let (runtimes, images) = (
+            opts.runtimes.clone(),
+            image::ImageStore::new(&opts.data_dir),
+        );
+        let cancel = cancel.child_token();
+        async move { runtimes.prepare_stored(&images, &cancel).await }
+    });
     let creds = join::credentials(&opts, &name, cancel).await?;
     let client = HttpClient::new(
         &opts.server,
@@ -136,58 +150,164 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
             key_pem: creds.key_pem.clone(),
         },
     )?;
+    let store = NodeStore::open(&opts.data_dir).map_err(|e| AgentError::Config(e.to_string()))?;
+    let link = Arc::new(Link::default());
+    let flusher = tokio::spawn(store.clone().run_flusher(cancel.child_token()));
+    let dir = opts.data_dir.clone();
+    let machine = tokio::task::spawn_blocking(move || facts::gather(&dir))
+        .await
+        .map_err(|e| AgentError::Config(format!("cannot gather node facts: {e}")))?;
     let spec = NodeSpec {
         name: name.clone(),
         labels: opts.node_labels.clone(),
         taints: opts.node_taints.clone(),
         runtimes: opts.runtimes.names(),
     };
-    let dir = opts.data_dir.clone();
-    let machine = tokio::task::spawn_blocking(move || facts::gather(&dir))
-        .await
-        .map_err(|e| AgentError::Config(format!("cannot gather node facts: {e}")))?;
-    let registered = backoff::retry("registering the node", cancel, || async {
-        // The first request dials, so the connection's local address is known after it.
-        let probe = client.get_bytes("/version").await;
-        if let Err(e) = probe {
-            return Err(ledge_api::ApiError::from(e));
-        }
-        let ip = facts::internal_ip(opts.node_ip, client.local_addr());
-        let status = status::build(&machine, ip, &heartbeat::chrono_now(), None);
-        let node = node::register(&client, &spec, machine.architecture, status.clone()).await?;
-        Ok((node, status))
-    })
-    .await
-    .map_err(|e| AgentError::api(format!("cannot register node {name}"), e))?;
-    let Some((node, status)) = registered else {
-        return Ok(());
+    let register = || {
+        backoff::retry("registering the node", cancel, || async {
+            // The first request dials, so the connection's local address is known after it.
+            let probe = client.get_bytes("/version").await;
+            if let Err(e) = probe {
+                return Err(ledge_api::ApiError::from(e));
+            }
+            let ip = facts::internal_ip(opts.node_ip, client.local_addr());
+            let status = status::build(&machine, ip, &heartbeat::chrono_now(), None);
+            let node = node::register(&client, &spec, machine.architecture, status.clone()).await?;
+            let uid = node
+                .pointer("/metadata/uid")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            store.set_node(NodeIdentity {
+                name: name.clone(),
+                uid: uid.clone(),
+                ip,
+            });
+            Ok((uid, ip, status))
+        })
     };
-    let uid = node
-        .pointer("/metadata/uid")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    tracing::info!(
-        node = %name,
-        lease_interval_s = opts.lease_interval.as_secs_f64(),
-        "node registered; renewing its lease"
-    );
-    let ip = facts::internal_ip(opts.node_ip, client.local_addr());
-    let logs = std::sync::Arc::new(logs::Logs::new(opts.data_dir.join("logs/pods")));
-    let exec_targets = std::sync::Arc::new(exec::Targets::default());
+    // A node the store knows starts its pods at once, and registers while they run (an
+    // offline start); a new node registers first, to learn its uid and address.
+    let known = store.node().filter(|n| n.name == name);
+    let mut registered = None;
+    let ip = match &known {
+        Some(node) => {
+            let ip = opts
+                .node_ip
+                .or(node.ip)
+                .or_else(|| facts::internal_ip(None, None));
+            tracing::info!(node = %name, pods = store.pods().len(), "serving the node from its node store");
+            ip
+        }
+        None => {
+            let Some(r) = register()
+                .await
+                .map_err(|e| AgentError::api(format!("cannot register node {name}"), e))?
+            else {
+                return Ok(());
+            };
+            let ip = r.1;
+            registered = Some(r);
+            ip
+        }
+    };
+    let client = client.with_request_timeout(request_timeout(opts.lease_interval));
+    let served = serve(&opts, &name, &client, &store, &link, ip, &machine, cancel);
+    let (uid, _, status) = match registered {
+        Some(r) => r,
+        None => match register().await {
+            Ok(Some(r)) => r,
+            Ok(None) => (String::new(), ip, serde_json::Value::Null),
+            Err(e) => {
+                cancel.cancel();
+                served.stop().await;
+                let _ = flusher.await;
+                return Err(AgentError::api(format!("cannot register node {name}"), e));
+            }
+        },
+    };
+    if !cancel.is_cancelled() {
+        tracing::info!(
+            node = %name,
+            lease_interval_s = opts.lease_interval.as_secs_f64(),
+            "node registered; renewing its lease"
+        );
+        let node_view = ledge_controller::Informer::start_with_retry_cap(
+            Arc::new(client.with_field_selector(&format!("metadata.name={name}"))),
+            ledge_controller::kinds::NODE,
+            cancel.child_token(),
+            RECONNECT_CAP,
+        );
+        let heartbeat = heartbeat::Heartbeat {
+            server_view: Some(node_view),
+            client,
+            node: name,
+            node_uid: uid,
+            data_dir: opts.data_dir.clone(),
+            node_ip: opts.node_ip,
+            lease_interval: opts.lease_interval,
+            report_every: opts.status_report_interval,
+            link,
+        };
+        heartbeat.run(status, cancel.clone()).await;
+    }
+    served.stop().await;
+    let _ = flusher.await;
+    Ok(())
+}
+
+/// The longest wait between two attempts to reach the server once it was lost (jittered
+/// below it): short, so a node is back soon after its link.
+pub const RECONNECT_CAP: Duration = Duration::from_secs(5);
+
+/// How long one request may take before the link counts as dead: the lease interval (the
+/// heartbeat must not fall behind), within 2–30 s.
+fn request_timeout(lease_interval: Duration) -> Duration {
+    lease_interval.clamp(Duration::from_secs(2), Duration::from_secs(30))
+}
+
+/// What runs the node's workloads, independent of the server being reachable.
+struct Served {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Wait for every task (they stop when the agent's cancellation fires).
+    async fn stop(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Start the pods (from the node store, then as the server says), logs/exec tunnel and
+/// service proxy.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    opts: &AgentOptions,
+    name: &str,
+    client: &HttpClient,
+    store: &Arc<NodeStore>,
+    link: &Arc<Link>,
+    ip: Option<IpAddr>,
+    machine: &facts::Facts,
+    cancel: &CancellationToken,
+) -> Served {
+    let logs = Arc::new(logs::Logs::new(opts.data_dir.join("logs/pods")));
+    let exec_targets = Arc::new(exec::Targets::default());
     let services = tunnel::Services {
         logs: logs.clone(),
         exec: exec_targets.clone(),
     };
     let tunnel = tokio::spawn(tunnel::run(client.clone(), services, cancel.child_token()));
-    let shared = std::sync::Arc::new(pod::Shared {
-        client: std::sync::Arc::new(client.clone()),
+    let api: Arc<dyn ledge_controller::Client> = Arc::new(client.clone());
+    let cached: Arc<dyn ledge_controller::Client> =
+        Arc::new(Cached::new(api, store.clone(), link.clone()));
+    let shared = Arc::new(pod::Shared {
+        client: cached.clone(),
         http: client.clone(),
-        events: ledge_controller::EventRecorder::new(
-            std::sync::Arc::new(client.clone()),
-            "kubelet",
-        ),
-        node_name: name.clone(),
+        events: ledge_controller::EventRecorder::new(Arc::new(client.clone()), "kubelet"),
+        node_name: name.to_string(),
         node: pod::NodeFacts {
             host_ip: ip
                 .map(|ip| ip.to_string())
@@ -203,39 +323,27 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         runtimes: opts.runtimes.clone(),
         images: image::ImageStore::new(&opts.data_dir),
         pods_dir: opts.data_dir.join("pods"),
-        logs: logs.clone(),
+        logs,
         exec: exec_targets,
         backoff: opts.backoff,
     });
-    let pods_client = client.with_field_selector(&format!("spec.nodeName={name}"));
+    let pods_client = Cached::new(
+        Arc::new(client.with_field_selector(&format!("spec.nodeName={name}"))),
+        store.clone(),
+        link.clone(),
+    );
     let proxy = tokio::spawn(proxy::run(
-        std::sync::Arc::new(client.clone()),
-        name.clone(),
+        Arc::new(client.clone()),
+        name.to_string(),
         cancel.child_token(),
     ));
     let pods = tokio::spawn(pod::run(
         shared,
-        std::sync::Arc::new(pods_client),
+        Arc::new(pods_client),
+        store.clone(),
         cancel.child_token(),
     ));
-    let node_view = ledge_controller::Informer::start(
-        std::sync::Arc::new(client.with_field_selector(&format!("metadata.name={name}"))),
-        ledge_controller::kinds::NODE,
-        cancel.child_token(),
-    );
-    let heartbeat = heartbeat::Heartbeat {
-        server_view: Some(node_view),
-        client,
-        node: name,
-        node_uid: uid,
-        data_dir: opts.data_dir.clone(),
-        node_ip: opts.node_ip,
-        lease_interval: opts.lease_interval,
-        report_every: opts.status_report_interval,
-    };
-    heartbeat.run(status, cancel.clone()).await;
-    let _ = pods.await;
-    let _ = tunnel.await;
-    let _ = proxy.await;
-    Ok(())
+    Served {
+        tasks: vec![tunnel, proxy, pods],
+    }
 }

@@ -42,8 +42,18 @@ struct Table {
 
 /// Serve NodePort Services on this node until `cancel`.
 pub async fn run(client: Arc<dyn Client>, node: String, cancel: CancellationToken) {
-    let services = Informer::start(client.clone(), SERVICE, cancel.child_token());
-    let slices = Informer::start(client, ENDPOINT_SLICE, cancel.child_token());
+    let services = Informer::start_with_retry_cap(
+        client.clone(),
+        SERVICE,
+        cancel.child_token(),
+        crate::RECONNECT_CAP,
+    );
+    let slices = Informer::start_with_retry_cap(
+        client,
+        ENDPOINT_SLICE,
+        cancel.child_token(),
+        crate::RECONNECT_CAP,
+    );
     let mut svc_changes = services.subscribe();
     let mut slice_changes = slices.subscribe();
     let table = Arc::new(RwLock::new(Table {

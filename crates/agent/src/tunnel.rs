@@ -69,7 +69,7 @@ pub async fn run(client: HttpClient, services: Services, cancel: CancellationTok
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => return,
         }
-        delay = (delay * 2).min(Duration::from_secs(30));
+        delay = (delay * 2).min(crate::RECONNECT_CAP);
     }
 }
 

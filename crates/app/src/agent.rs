@@ -60,15 +60,20 @@ pub fn agent_options(cli: AgentCliOptions) -> anyhow::Result<ledge_agent::AgentO
     Ok(opts)
 }
 
-/// The runtimes the agent offers: `process` (built in) and `wasm` (wasmtime, compiled
-/// modules cached in `<data dir>/wasm-cache`).
+/// The runtimes the agent offers: `process` (built in) and `wasm` (wasmtime; its engine is
+/// made by the first Wasm pod).
 pub fn runtimes(data_dir: &std::path::Path) -> anyhow::Result<ledge_agent::runtime::Runtimes> {
     let mut r = ledge_agent::runtime::Runtimes::builtin();
-    let wasm =
-        ledge_wasm::WasmRuntime::new(ledge_wasm::WasmConfig::new(data_dir.join("wasm-cache")))
-            .map_err(|e| anyhow!("cannot start the wasm runtime: {e}"))?;
-    r.add(std::sync::Arc::new(wasm));
+    r.add(std::sync::Arc::new(wasm_runtime(data_dir)?));
     Ok(r)
+}
+
+/// The `wasm` runtime of the agent whose data dir is `data_dir`, compiled code cached in
+/// `<data dir>/wasm-cache`: the agent's, and `ledge image import`'s to precompile into the same
+/// cache with the same engine settings.
+pub(crate) fn wasm_runtime(data_dir: &std::path::Path) -> anyhow::Result<ledge_wasm::WasmRuntime> {
+    ledge_wasm::WasmRuntime::new(ledge_wasm::WasmConfig::new(data_dir.join("wasm-cache")))
+        .map_err(|e| anyhow!("cannot start the wasm runtime: {e}"))
 }
 
 /// Run `ledge agent` until SIGINT/SIGTERM.

@@ -1,11 +1,18 @@
 //! `ledge image import|list|rm`: the node's image store, used where the agent runs (air-gapped
 //! devices get their Wasm modules and executables this way until registries are supported).
+//!
+//! Importing a Wasm module or component also compiles it for this node into the agent's
+//! compiled-code cache (`<data dir>/wasm-cache`, the engine settings of the agent's `wasm`
+//! runtime), so that no pod start pays for compiling it, and a binary that does not compile is
+//! refused before it is stored.
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read as _, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ledge_agent::image::ImageStore;
+use ledge_agent::image::{ImageKind, ImageStore};
+use ledge_wasm::Prepared;
 
 /// What `ledge image` was asked to do.
 #[derive(Clone, Debug)]
@@ -31,6 +38,14 @@ pub fn run_image(data_dir: &Path, command: ImageCommand) -> anyhow::Result<()> {
     let store = ImageStore::new(data_dir);
     match command {
         ImageCommand::Import { file, name } => {
+            // Compiled first: a Wasm binary that does not compile is not stored at all.
+            let compiled = match sniff(&file) {
+                Some(ImageKind::WasmModule | ImageKind::WasmComponent) => Some(
+                    precompile(data_dir, &file, &name)
+                        .with_context(|| format!("cannot import {}", file.display()))?,
+                ),
+                _ => None,
+            };
             let bar = Progress::new(&file);
             let rec = store
                 .import(&file, &name, |done, total| bar.show(done, total))
@@ -44,6 +59,13 @@ pub fn run_image(data_dir: &Path, command: ImageCommand) -> anyhow::Result<()> {
                 rec.size,
                 data_dir.display()
             );
+            match compiled {
+                Some((Prepared::Compiled, took)) => {
+                    println!("compiled for this node in {:.2} s", took.as_secs_f64())
+                }
+                Some((Prepared::AlreadyPrepared, _)) => println!("already compiled for this node"),
+                Some((Prepared::NotNeeded, _)) | None => {}
+            }
             Ok(())
         }
         ImageCommand::List => {
@@ -73,8 +95,66 @@ pub fn run_image(data_dir: &Path, command: ImageCommand) -> anyhow::Result<()> {
     }
 }
 
-fn serde_kind(kind: ledge_agent::image::ImageKind) -> &'static str {
-    use ledge_agent::image::ImageKind;
+/// What the file is, from its first bytes; `None` when it cannot be read or is not an image
+/// (the import then says why).
+fn sniff(file: &Path) -> Option<ImageKind> {
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(file)
+        .ok()?
+        .take(512)
+        .read_to_end(&mut head)
+        .ok()?;
+    ImageKind::sniff(&head).ok()
+}
+
+/// Compile the Wasm binary `file` into the agent's compiled-code cache under `data_dir`,
+/// showing the time spent on a terminal (a large component takes seconds).
+fn precompile(data_dir: &Path, file: &Path, name: &str) -> anyhow::Result<(Prepared, Duration)> {
+    let wasm = crate::agent::wasm_runtime(data_dir)?;
+    let label = file_label(file);
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut shown = false;
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = tx.send(wasm.precompile(name, file));
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(result) => return result.map_err(anyhow::Error::from),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    // Only a compile one notices gets a line.
+                    if tty && started.elapsed() >= Duration::from_millis(300) {
+                        shown = true;
+                        let mut err = std::io::stderr();
+                        let _ = write!(
+                            err,
+                            "\rcompiling {label} for this node ... {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        );
+                        let _ = err.flush();
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(anyhow::anyhow!("the compiler thread of {label} ended"));
+                }
+            }
+        }
+    });
+    if shown {
+        eprintln!();
+    }
+    Ok((result?, started.elapsed()))
+}
+
+fn file_label(file: &Path) -> String {
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn serde_kind(kind: ImageKind) -> &'static str {
     match kind {
         ImageKind::WasmModule => "wasm-module",
         ImageKind::WasmComponent => "wasm-component",
@@ -91,10 +171,7 @@ struct Progress {
 impl Progress {
     fn new(file: &Path) -> Self {
         Self {
-            label: file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            label: file_label(file),
             tty: std::io::stderr().is_terminal(),
         }
     }

@@ -15,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Client, Kind, WatchEvent};
 use crate::runner::ObjectKey;
 
+/// The longest wait between two attempts to list or watch (client-go's reflector: 30 s).
+pub const MAX_RETRY: Duration = Duration::from_secs(30);
+
 /// The informer's cache of one kind.
 #[derive(Default)]
 pub struct Store {
@@ -102,6 +105,18 @@ pub struct Informer {
 impl Informer {
     /// Start following `kind` (all namespaces) until `cancel`.
     pub fn start(client: Arc<dyn Client>, kind: Kind, cancel: CancellationToken) -> Arc<Self> {
+        Self::start_with_retry_cap(client, kind, cancel, MAX_RETRY)
+    }
+
+    /// [`start`](Self::start), with failed lists and watches retried at least every
+    /// `retry_cap` (instead of [`MAX_RETRY`]): an edge agent wants to see its pods again soon
+    /// after its link returns.
+    pub fn start_with_retry_cap(
+        client: Arc<dyn Client>,
+        kind: Kind,
+        cancel: CancellationToken,
+        retry_cap: Duration,
+    ) -> Arc<Self> {
         let (changes, _) = broadcast::channel(4096);
         let (synced, _) = watch::channel(false);
         let informer = Arc::new(Self {
@@ -112,7 +127,7 @@ impl Informer {
             revision: AtomicU64::new(0),
         });
         let me = informer.clone();
-        tokio::spawn(async move { me.run(client, cancel).await });
+        tokio::spawn(async move { me.run(client, cancel, retry_cap).await });
         informer
     }
 
@@ -152,7 +167,7 @@ impl Informer {
         let _ = self.changes.send(obj);
     }
 
-    async fn run(&self, client: Arc<dyn Client>, cancel: CancellationToken) {
+    async fn run(&self, client: Arc<dyn Client>, cancel: CancellationToken, retry_cap: Duration) {
         let mut backoff = Duration::from_millis(100);
         let mut resource_version = String::new();
         loop {
@@ -175,7 +190,7 @@ impl Informer {
                         if sleep_or_cancel(&cancel, backoff).await {
                             return;
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        backoff = (backoff * 2).min(retry_cap);
                         continue;
                     }
                 }
@@ -191,7 +206,7 @@ impl Informer {
                     if sleep_or_cancel(&cancel, backoff).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(retry_cap);
                     continue;
                 }
             };

@@ -12,6 +12,7 @@ pub mod log;
 mod spec;
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -103,10 +104,39 @@ pub trait Runtime: Send + Sync + 'static {
     fn start(&self, spec: ContainerSpec)
     -> BoxFuture<'_, Result<Box<dyn Container>, RuntimeError>>;
 
+    /// Make the image whose content is at `artifact` ready to start fast, ahead of any pod that
+    /// uses it (for `wasm`: compile it into the node's compiled-code cache). The agent calls it
+    /// in the background for every stored image this runtime can run; calling it again for a
+    /// prepared image is cheap. `image` names the image in errors.
+    ///
+    /// The default: nothing to prepare.
+    ///
+    /// # Errors
+    /// A [`RuntimeError`], as [`start`](Runtime::start) would report it for this image.
+    fn prepare<'a>(
+        &'a self,
+        image: &'a str,
+        artifact: &'a Path,
+    ) -> BoxFuture<'a, Result<Prepared, RuntimeError>> {
+        let _ = (image, artifact);
+        Box::pin(async { Ok(Prepared::NotNeeded) })
+    }
+
     /// Run a command inside a running container (`kubectl exec`); runtimes that cannot say so.
     fn supports_exec(&self) -> bool {
         false
     }
+}
+
+/// What [`Runtime::prepare`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// The runtime has nothing to prepare for its images.
+    NotNeeded,
+    /// The image was prepared before (its compiled code is cached).
+    AlreadyPrepared,
+    /// The image was prepared now (compiled and cached).
+    Compiled,
 }
 
 /// A running container.

@@ -3,7 +3,7 @@
 //! image — kept up to date incrementally from pod and node changes so a scheduling decision
 //! never scans every pod.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -13,8 +13,11 @@ use crate::framework::{NodeInfo, PlacedPod, str_at};
 /// Node infos plus the pods accounted on them.
 #[derive(Default)]
 pub struct Cache {
-    /// By name, so every cycle sees the nodes in the same order (upstream's snapshot list).
-    nodes: BTreeMap<String, NodeInfo>,
+    /// Sorted by name, so every cycle sees the nodes in the same order, and a cycle borrows
+    /// the list as it is instead of collecting it (upstream's snapshot `nodeInfoList`).
+    nodes: Vec<NodeInfo>,
+    /// Node name → position in `nodes`.
+    index: HashMap<String, usize>,
     /// Pod key → node it is accounted on.
     pods: HashMap<String, (String, Arc<PlacedPod>)>,
     /// Image name → number of nodes holding it (upstream `ImageStateSummary.NumNodes`).
@@ -47,9 +50,10 @@ fn occupies(pod: &Value) -> Option<&str> {
 impl Cache {
     /// Add or replace a node.
     pub fn set_node(&mut self, node: Arc<Value>) {
-        let name = str_at(&node, "/metadata/name").to_string();
-        let entry = match self.nodes.get_mut(&name) {
-            Some(info) => {
+        let name = str_at(&node, "/metadata/name");
+        let entry = match self.index.get(name) {
+            Some(&i) => {
+                let info = &mut self.nodes[i];
                 forget_images(&mut self.image_nodes, info);
                 info.set_node(node);
                 info
@@ -58,11 +62,16 @@ impl Cache {
                 let mut info = NodeInfo::new(node);
                 // Pods seen before their node (or kept while it was gone) are accounted now.
                 for (n, p) in self.pods.values() {
-                    if *n == name {
+                    if *n == info.name {
                         info.add_pod(p.clone());
                     }
                 }
-                self.nodes.entry(name).or_insert(info)
+                let at = self
+                    .nodes
+                    .partition_point(|n| n.name.as_str() < info.name.as_str());
+                self.nodes.insert(at, info);
+                self.reindex(at);
+                &mut self.nodes[at]
             }
         };
         for image in entry.images.keys() {
@@ -72,8 +81,22 @@ impl Cache {
 
     /// Forget a node (its pods stay accounted in case it comes back).
     pub fn remove_node(&mut self, name: &str) {
-        if let Some(info) = self.nodes.remove(name) {
+        if let Some(i) = self.index.remove(name) {
+            let info = self.nodes.remove(i);
             forget_images(&mut self.image_nodes, &info);
+            self.reindex(i);
+        }
+    }
+
+    /// Renumber the index from position `from` on, after an insertion or removal there.
+    fn reindex(&mut self, from: usize) {
+        for (i, n) in self.nodes.iter().enumerate().skip(from) {
+            match self.index.get_mut(&n.name) {
+                Some(slot) => *slot = i,
+                None => {
+                    self.index.insert(n.name.clone(), i);
+                }
+            }
         }
     }
 
@@ -148,28 +171,28 @@ impl Cache {
     }
 
     fn place(&mut self, node: String, pod: Arc<PlacedPod>) {
-        if let Some(info) = self.nodes.get_mut(&node) {
-            info.add_pod(pod.clone());
+        if let Some(&i) = self.index.get(&node) {
+            self.nodes[i].add_pod(pod.clone());
         }
         self.pods.insert(pod.key.clone(), (node, pod));
     }
 
     fn unplace(&mut self, key: &str) {
         if let Some((node, _)) = self.pods.remove(key)
-            && let Some(info) = self.nodes.get_mut(&node)
+            && let Some(&i) = self.index.get(&node)
         {
-            info.remove_pod(key);
+            self.nodes[i].remove_pod(key);
         }
     }
 
     /// Every node, ordered by name.
-    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values()
+    pub fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
     }
 
     /// One node.
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name)
+        self.index.get(name).map(|&i| &self.nodes[i])
     }
 
     /// Image name → number of nodes holding it.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::plugins::taint_toleration::{Taint, Toleration};
+
 /// Amounts of the resources the scheduler accounts for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resources {
@@ -142,6 +144,8 @@ pub fn host_ports(pod: &Value) -> Vec<HostPort> {
 pub struct PlacedPod {
     /// `ns/name`.
     pub key: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
     /// The Pod object.
     pub pod: Arc<Value>,
     /// Its requests.
@@ -157,6 +161,7 @@ impl PlacedPod {
     pub fn new(pod: Arc<Value>) -> Self {
         Self {
             key: crate::cache::pod_key(&pod),
+            namespace: str_at(&pod, "/metadata/namespace").to_string(),
             requests: Resources::requested_by(&pod),
             ports: host_ports(&pod),
             priority: crate::queue::priority(&pod),
@@ -166,7 +171,7 @@ impl PlacedPod {
 
     /// The pod's namespace.
     pub fn namespace(&self) -> &str {
-        str_at(&self.pod, "/metadata/namespace")
+        &self.namespace
     }
 
     /// Whether the pod is being deleted.
@@ -188,13 +193,21 @@ pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
-/// What the scheduler knows about one node.
+/// What the scheduler knows about one node: the fields filters and scores read, decoded once
+/// when the Node changes (upstream's typed `NodeInfo` snapshot) so that a scheduling cycle
+/// never walks the node's JSON.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
     /// The Node object.
     pub node: Arc<Value>,
     /// Node name.
     pub name: String,
+    /// `metadata.labels` (string values only, as a label selector sees them).
+    pub labels: HashMap<String, String>,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    /// `spec.taints`.
+    pub taints: Vec<Taint>,
     /// Allocatable resources.
     pub allocatable: Resources,
     /// Sum of requests of pods on the node (bound or assumed).
@@ -213,6 +226,9 @@ impl NodeInfo {
         let mut info = Self {
             node: node.clone(),
             name: String::new(),
+            labels: HashMap::new(),
+            unschedulable: false,
+            taints: Vec::new(),
             allocatable: Resources::default(),
             requested: Resources::default(),
             used_ports: HashSet::new(),
@@ -226,6 +242,21 @@ impl NodeInfo {
     /// Replace the Node object, keeping the pods.
     pub fn set_node(&mut self, node: Arc<Value>) {
         self.name = str_at(&node, "/metadata/name").to_string();
+        self.labels = node
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
+        self.unschedulable = node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
+        self.taints = node
+            .pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(Taint::from_json)
+            .collect();
         self.allocatable = Resources::allocatable(&node);
         self.images = node
             .pointer("/status/images")
@@ -247,10 +278,7 @@ impl NodeInfo {
 
     /// A label of the node.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.node
-            .pointer("/metadata/labels")
-            .and_then(|l| l.get(key))
-            .and_then(Value::as_str)
+        self.labels.get(key).map(String::as_str)
     }
 
     /// Account a pod here.
@@ -296,12 +324,28 @@ impl Status {
     }
 }
 
-/// The pod being scheduled, with what plugins need precomputed.
+/// The pod being scheduled, with what plugins need precomputed: filters and scores run once
+/// per node, so nothing they read may need a walk of the pod's JSON.
 pub struct PodInfo {
     /// The Pod object.
     pub pod: Arc<Value>,
     /// `ns/name`.
     pub key: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `spec.nodeName` ("" when unset).
+    pub node_name: String,
+    /// `spec.tolerations`.
+    pub tolerations: Vec<Toleration>,
+    /// `spec.nodeSelector`: key and wanted value (`None` for a value that is not a string,
+    /// which only a node without the label matches).
+    pub node_selector: Vec<(String, Option<String>)>,
+    /// `spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution
+    /// .nodeSelectorTerms`, when it is a list.
+    pub required_node_terms: Option<Vec<Value>>,
+    /// `spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution`: each
+    /// term's weight and preference (`null` when absent).
+    pub preferred_node_terms: Vec<(i64, Value)>,
     /// Its requests.
     pub requests: Resources,
     /// Its host ports.
@@ -313,8 +357,43 @@ pub struct PodInfo {
 impl PodInfo {
     /// Precompute a pod's needs.
     pub fn new(pod: Arc<Value>) -> Self {
+        let spec = pod.get("spec");
+        let node_affinity = spec
+            .and_then(|s| s.get("affinity"))
+            .and_then(|a| a.get("nodeAffinity"));
         Self {
             key: crate::cache::pod_key(&pod),
+            namespace: str_at(&pod, "/metadata/namespace").to_string(),
+            node_name: str_at(&pod, "/spec/nodeName").to_string(),
+            tolerations: spec
+                .and_then(|s| s.get("tolerations"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(Toleration::from_json)
+                .collect(),
+            node_selector: spec
+                .and_then(|s| s.get("nodeSelector"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
+                .collect(),
+            required_node_terms: node_affinity
+                .and_then(|a| a.get("requiredDuringSchedulingIgnoredDuringExecution"))
+                .and_then(|r| r.get("nodeSelectorTerms"))
+                .and_then(Value::as_array)
+                .cloned(),
+            preferred_node_terms: node_affinity
+                .and_then(|a| a.get("preferredDuringSchedulingIgnoredDuringExecution"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let weight = p.get("weight").and_then(Value::as_i64).unwrap_or(0);
+                    (weight, p.get("preference").cloned().unwrap_or(Value::Null))
+                })
+                .collect(),
             requests: Resources::requested_by(&pod),
             ports: host_ports(&pod),
             priority: crate::queue::priority(&pod),
@@ -324,33 +403,44 @@ impl PodInfo {
 
     /// The pod's namespace.
     pub fn namespace(&self) -> &str {
-        str_at(&self.pod, "/metadata/namespace")
+        &self.namespace
     }
 }
 
 /// Per-pod data plugins compute once per scheduling cycle and read for every node (upstream
 /// `CycleState`). Values are shared, so the state is cheap to copy for preemption's what-ifs.
+///
+/// A handful of plugins write here, and filters read it once per node, so it is a short list
+/// searched in order rather than a hash map (no hashing on the per-node path).
 #[derive(Clone, Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Arc<dyn Any + Send + Sync>>,
+    data: Vec<(&'static str, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl CycleState {
     /// Store a plugin's data under its name.
     pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Arc::new(value));
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.data.push((key, value)),
+        }
     }
 
     /// A plugin's data.
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.data.get(key)?.downcast_ref()
+        if self.data.is_empty() {
+            return None;
+        }
+        let (_, v) = self.data.iter().find(|(k, _)| *k == key)?;
+        v.downcast_ref()
     }
 }
 
 /// What plugins may read of the cluster beyond the node at hand, during one cycle.
 pub struct Cluster<'a> {
-    /// Every node.
-    pub nodes: &'a [&'a NodeInfo],
+    /// Every node, ordered by name.
+    pub nodes: &'a [NodeInfo],
     /// Image name → number of nodes that hold it.
     pub image_nodes: &'a HashMap<String, usize>,
     /// RuntimeClass objects by name.

@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, pod_key};
-use crate::framework::{Cluster, NodeInfo, PlacedPod, PodInfo, str_at};
+use crate::framework::{Cluster, PlacedPod, PodInfo, str_at};
 use crate::plugins::default_preemption::{self, Candidate, DISRUPTION_REASON, Outcome};
 use crate::queue::SchedulingQueue;
 use crate::schedule::{Profile, Rotation};
@@ -258,9 +258,8 @@ impl Scheduler {
         let step = {
             let classes = self.informers.runtime_classes.clone();
             let runtime_class = move |name: &str| classes.store().get(&ObjectKey::new(None, name));
-            let nodes: Vec<&NodeInfo> = self.cache.nodes().collect();
             let cx = Cluster {
-                nodes: &nodes,
+                nodes: self.cache.nodes(),
                 image_nodes: self.cache.image_nodes(),
                 runtime_class: &runtime_class,
             };

@@ -132,6 +132,9 @@ pub fn filter_with_nominated(
     node: &NodeInfo,
     nominated: &Nominated,
 ) -> Status {
+    if nominated.is_empty() {
+        return run_filters(profile, state, pod, node);
+    }
     let ahead: Vec<&Arc<PlacedPod>> = nominated
         .get(&node.name)
         .into_iter()
@@ -205,7 +208,7 @@ pub fn schedule(
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     let mut processed = 0;
     for i in 0..nodes.len() {
-        let node = nodes[(start + i) % nodes.len()];
+        let node = &nodes[(start + i) % nodes.len()];
         processed += 1;
         match filter_with_nominated(profile, &state, pod, node, nominated) {
             Status::Fit => {
@@ -271,7 +274,7 @@ mod tests {
     use super::*;
     use crate::plugins::testing::{node, pod};
 
-    fn cx<'a>(nodes: &'a [&'a NodeInfo], images: &'a HashMap<String, usize>) -> Cluster<'a> {
+    fn cx<'a>(nodes: &'a [NodeInfo], images: &'a HashMap<String, usize>) -> Cluster<'a> {
         Cluster {
             nodes,
             image_nodes: images,
@@ -280,11 +283,10 @@ mod tests {
     }
 
     fn run(p: &PodInfo, nodes: &[NodeInfo]) -> Result<String, Box<Unschedulable>> {
-        let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let images = HashMap::new();
         schedule(
             &Profile::default(),
-            &cx(&refs, &images),
+            &cx(nodes, &images),
             p,
             &Nominated::new(),
             &mut Rotation::default(),
@@ -385,7 +387,7 @@ mod tests {
             "d/vip".into(),
             Arc::new(PlacedPod::new(Arc::new(cpu("vip", 100)))),
         );
-        let refs = [&n];
+        let refs = [n];
         let images = HashMap::new();
         let profile = Profile::default();
         let low = pod(cpu("low", 0));

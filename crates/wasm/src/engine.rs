@@ -1,4 +1,5 @@
-//! The one [`Engine`] of an agent and the thread that advances its epoch.
+//! The one [`Engine`] of an agent and the thread that advances its epoch, and the compile-only
+//! engine that fills the compiled-code cache ahead of time.
 //!
 //! Epoch interruption is wasmtime's cheap preemption: compiled code checks a counter at loop
 //! heads and function entries, and the ticker increments it every `epoch_tick`. Every store
@@ -24,6 +25,14 @@ pub(crate) fn build(max_instances: u32) -> wasmtime::Result<Engine> {
             Engine::new(&base_config())
         }
     }
+}
+
+/// An engine that only compiles: the running engine's code settings without its instance pool,
+/// so precompiling (at `ledge image import`, or when the agent starts) reserves no pool. What it
+/// writes loads into the running engine: the allocation strategy is not part of wasmtime's
+/// compatibility check (`precompile_compatibility_hash`, and the same checks again at load).
+pub(crate) fn compiler() -> wasmtime::Result<Engine> {
+    Engine::new(&base_config())
 }
 
 fn base_config() -> Config {
@@ -86,5 +95,24 @@ impl Ticker {
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::compatibility_hash;
+
+    #[test]
+    fn the_compiler_writes_what_the_running_engine_loads() {
+        let running = build(4).unwrap();
+        let compiler = compiler().unwrap();
+        assert_eq!(compatibility_hash(&running), compatibility_hash(&compiler));
+        let module = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
+        let bytes = compiler.precompile_module(&module).unwrap();
+        // SAFETY: the bytes are `precompile_module` output, just produced above.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { wasmtime::Module::deserialize(&running, &bytes) };
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
     }
 }

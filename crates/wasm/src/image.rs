@@ -42,14 +42,21 @@ pub(crate) enum ProgramKind {
     },
 }
 
-/// The image cache of one runtime.
+/// The image cache of one running engine.
 pub(crate) struct Images {
     engine: Engine,
     disk: DiskCache,
     p1: Linker<P1State>,
     p2: wasmtime::component::Linker<P2State>,
     programs: Mutex<HashMap<String, Arc<OnceCell<Arc<Program>>>>>,
-    digests: Mutex<HashMap<PathBuf, (FileId, String, Kind)>>,
+    digests: Arc<Digests>,
+}
+
+/// The sha256 and kind of artifact files, remembered by path and file identity. Needs no
+/// engine: a precompile fills it before the engine exists, and a later start reuses it.
+#[derive(Default)]
+pub(crate) struct Digests {
+    by_path: Mutex<HashMap<PathBuf, (FileId, String, Kind)>>,
 }
 
 /// What identifies a file's content without reading it.
@@ -74,7 +81,11 @@ impl FileId {
 
 impl Images {
     /// An empty cache over `disk`, with the WASI linkers every program is checked against.
-    pub(crate) fn new(engine: Engine, disk: DiskCache) -> wasmtime::Result<Self> {
+    pub(crate) fn new(
+        engine: Engine,
+        disk: DiskCache,
+        digests: Arc<Digests>,
+    ) -> wasmtime::Result<Self> {
         let mut p1 = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut p1, |s: &mut P1State| &mut s.wasi)?;
         let mut p2 = wasmtime::component::Linker::new(&engine);
@@ -86,8 +97,13 @@ impl Images {
             p1,
             p2,
             programs: Mutex::default(),
-            digests: Mutex::default(),
+            digests,
         })
+    }
+
+    /// The on-disk cache this engine loads from.
+    pub(crate) fn disk(&self) -> &DiskCache {
+        &self.disk
     }
 
     /// The program of the artifact at `path` (`image` names it in errors).
@@ -101,22 +117,7 @@ impl Images {
         image: &str,
         path: &Path,
     ) -> Result<Arc<Program>, RuntimeError> {
-        // A known file is recognised by one stat, done here: the artifact is in the agent's
-        // local image store, and a thread hop would cost more than the stat (it doubled the
-        // start latency of a small command). Anything else (hashing) goes to a blocking thread.
-        let known = std::fs::metadata(path)
-            .ok()
-            .and_then(|meta| self.known(path, &meta));
-        let (digest, kind) = match known {
-            Some(known) => known,
-            None => {
-                let this = self.clone();
-                let (image_owned, path_owned) = (image.to_owned(), path.to_owned());
-                tokio::task::spawn_blocking(move || this.identify(&image_owned, &path_owned))
-                    .await
-                    .map_err(|e| RuntimeError::Create(format!("hashing {image}: {e}")))??
-            }
-        };
+        let (digest, kind) = self.digests.of(image, path).await?;
         let cell = self
             .programs
             .lock()
@@ -139,58 +140,6 @@ impl Images {
         Ok(program.clone())
     }
 
-    /// The digest and kind of the file (blocking).
-    fn identify(&self, image: &str, path: &Path) -> Result<(String, Kind), RuntimeError> {
-        let not_found = |e: std::io::Error| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                RuntimeError::ImageNotFound(image.to_owned())
-            } else {
-                RuntimeError::Create(format!("cannot read {}: {e}", path.display()))
-            }
-        };
-        let meta = std::fs::metadata(path).map_err(not_found)?;
-        if let Some(known) = self.known(path, &meta) {
-            return Ok(known);
-        }
-        let id = FileId::of(&meta);
-        let mut file = std::fs::File::open(path).map_err(not_found)?;
-        let mut header = [0u8; 8];
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut read = 0usize;
-        loop {
-            let n = file.read(&mut buf).map_err(not_found)?;
-            if n == 0 {
-                break;
-            }
-            if read < header.len() {
-                let take = (header.len() - read).min(n);
-                header[read..read + take].copy_from_slice(&buf[..take]);
-            }
-            read += n;
-            hasher.update(&buf[..n]);
-        }
-        let kind = kind_of(&header[..read.min(8)]).map_err(|why| {
-            RuntimeError::InvalidImage(format!(
-                "image {image:?} ({}) is not a WebAssembly module or component: {why}",
-                path.display()
-            ))
-        })?;
-        let digest = hex(&hasher.finalize());
-        self.digests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(path.to_owned(), (id, digest.clone(), kind));
-        Ok((digest, kind))
-    }
-
-    /// The digest and kind of `path` if it was hashed before and has not changed since.
-    fn known(&self, path: &Path, meta: &std::fs::Metadata) -> Option<(String, Kind)> {
-        let digests = self.digests.lock().unwrap_or_else(PoisonError::into_inner);
-        let (id, digest, kind) = digests.get(path)?;
-        (*id == FileId::of(meta)).then(|| (digest.clone(), *kind))
-    }
-
     /// Compile (or load) and pre-instantiate (blocking).
     fn prepare(
         &self,
@@ -202,13 +151,7 @@ impl Images {
         let compiled = self
             .disk
             .load(&self.engine, &digest, kind, path)
-            .map_err(|e| match e {
-                LoadError::Read { .. } => RuntimeError::Create(e.to_string()),
-                LoadError::Compile(e) => RuntimeError::InvalidImage(format!(
-                    "image {image:?} does not compile: {}",
-                    first_line(&e)
-                )),
-            })?;
+            .map_err(|e| load_error(image, e))?;
         let kind = match compiled {
             Compiled::Module(module) => {
                 if !matches!(
@@ -273,6 +216,88 @@ impl Images {
     }
 }
 
+impl Digests {
+    /// The digest and kind of the artifact at `path` (`image` names it in errors).
+    ///
+    /// # Errors
+    /// As [`Images::load`].
+    pub(crate) async fn of(
+        self: &Arc<Self>,
+        image: &str,
+        path: &Path,
+    ) -> Result<(String, Kind), RuntimeError> {
+        // A known file is recognised by one stat, done here: the artifact is in the agent's
+        // local image store, and a thread hop would cost more than the stat (it doubled the
+        // start latency of a small command). Anything else (hashing) goes to a blocking thread.
+        let known = std::fs::metadata(path)
+            .ok()
+            .and_then(|meta| self.known(path, &meta));
+        match known {
+            Some(known) => Ok(known),
+            None => {
+                let this = self.clone();
+                let (image_owned, path_owned) = (image.to_owned(), path.to_owned());
+                tokio::task::spawn_blocking(move || this.identify(&image_owned, &path_owned))
+                    .await
+                    .map_err(|e| RuntimeError::Create(format!("hashing {image}: {e}")))?
+            }
+        }
+    }
+
+    /// The digest and kind of the file (blocking).
+    pub(crate) fn identify(&self, image: &str, path: &Path) -> Result<(String, Kind), RuntimeError> {
+        let not_found = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                RuntimeError::ImageNotFound(image.to_owned())
+            } else {
+                RuntimeError::Create(format!("cannot read {}: {e}", path.display()))
+            }
+        };
+        let meta = std::fs::metadata(path).map_err(not_found)?;
+        if let Some(known) = self.known(path, &meta) {
+            return Ok(known);
+        }
+        let id = FileId::of(&meta);
+        let mut file = std::fs::File::open(path).map_err(not_found)?;
+        let mut header = [0u8; 8];
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut read = 0usize;
+        loop {
+            let n = file.read(&mut buf).map_err(not_found)?;
+            if n == 0 {
+                break;
+            }
+            if read < header.len() {
+                let take = (header.len() - read).min(n);
+                header[read..read + take].copy_from_slice(&buf[..take]);
+            }
+            read += n;
+            hasher.update(&buf[..n]);
+        }
+        let kind = kind_of(&header[..read.min(8)]).map_err(|why| {
+            RuntimeError::InvalidImage(format!(
+                "image {image:?} ({}) is not a WebAssembly module or component: {why}",
+                path.display()
+            ))
+        })?;
+        let digest = hex(&hasher.finalize());
+        self.by_path
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), (id, digest.clone(), kind));
+        Ok((digest, kind))
+    }
+
+    /// The digest and kind of `path` if it was hashed before and has not changed since.
+    fn known(&self, path: &Path, meta: &std::fs::Metadata) -> Option<(String, Kind)> {
+        let digests = self.by_path.lock().unwrap_or_else(PoisonError::into_inner);
+        let (id, digest, kind) = digests.get(path)?;
+        (*id == FileId::of(meta)).then(|| (digest.clone(), *kind))
+    }
+
+}
+
 /// Core module or component, from the 8-byte preamble: `\0asm`, then a 16-bit version and a
 /// 16-bit layer (0: core module, 1: component).
 pub(crate) fn kind_of(header: &[u8]) -> Result<Kind, String> {
@@ -283,6 +308,17 @@ pub(crate) fn kind_of(header: &[u8]) -> Result<Kind, String> {
         0 => Ok(Kind::Module),
         1 => Ok(Kind::Component),
         layer => Err(format!("unknown binary layer {layer}")),
+    }
+}
+
+/// A cache error as a start reports it: code that does not compile is the image's fault.
+pub(crate) fn load_error(image: &str, e: LoadError) -> RuntimeError {
+    match e {
+        LoadError::Compile(e) => RuntimeError::InvalidImage(format!(
+            "image {image:?} does not compile: {}",
+            first_line(&e)
+        )),
+        LoadError::Read { .. } | LoadError::Write { .. } => RuntimeError::Create(e.to_string()),
     }
 }
 

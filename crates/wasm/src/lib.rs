@@ -10,10 +10,12 @@
 //!   the node's network, so replicas of one image on one node share one listener per port
 //!   (see `src/http/mod.rs`, and `docs/design.md`).
 //!
-//! One [`wasmtime::Engine`] serves every pod of the agent: epoch interruption (a ticker thread)
-//! gives stop and CPU limits, a pooling allocator sized to the device bounds concurrent
-//! instances, and compiled code is cached on disk and in memory by the artifact's sha256
-//! (`cache.rs`, `image.rs`).
+//! One [`wasmtime::Engine`] serves every pod of the agent, made by the first Wasm pod (an agent
+//! that runs none does not pay for it): epoch interruption (a ticker thread) gives stop and CPU
+//! limits, a pooling allocator sized to the device bounds concurrent instances, and compiled
+//! code is cached on disk and in memory by the artifact's sha256 (`cache.rs`, `image.rs`).
+//! [`WasmRuntime::precompile`] fills the disk cache ahead of time (`ledge image import`, and
+//! the agent at start for stored images), with a compile-only engine when none runs yet.
 //!
 //! What does not live here: pod state machines, image stores, log reading (`ledge-agent`), the
 //! runtime interface itself (`ledge-runtime`).
@@ -30,4 +32,5 @@ mod runtime;
 mod wasi;
 
 pub use config::{MAX_INSTANCES_ENV, WasmConfig, derive_max_instances};
+pub use ledge_runtime::Prepared;
 pub use runtime::{InitError, WasmRuntime};

@@ -1,18 +1,20 @@
 //! [`WasmRuntime`]: the `wasm` RuntimeClass handler, tying the engine, the image cache, commands
 //! and HTTP listeners together.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use ledge_runtime::{BoxFuture, Container, ContainerSpec, Protocol, Runtime, RuntimeError};
+use ledge_runtime::{
+    BoxFuture, Container, ContainerSpec, Prepared, Protocol, Runtime, RuntimeError,
+};
 use wasmtime::Engine;
 
-use crate::cache::DiskCache;
+use crate::cache::{DiskCache, FileLocks};
 use crate::command::{self, Entry};
 use crate::config::WasmConfig;
 use crate::engine::{self, Ticker};
 use crate::http::{self, Registry};
-use crate::image::{Images, ProgramKind};
+use crate::image::{Digests, Images, ProgramKind, load_error};
 use crate::wasi::Guest;
 
 /// Why the runtime could not be created.
@@ -37,41 +39,79 @@ pub enum InitError {
 
 /// Runs containers whose image is a `.wasm` file: WASI preview 1 commands, preview 2 command
 /// components and `wasi:http` proxy components. One per agent; cheap to share (`Arc`).
+///
+/// Creating one costs nothing but a directory: the engine, its instance pool, the WASI linkers
+/// and the epoch ticker are made by the first Wasm pod, so a node that runs no Wasm (or none
+/// yet) does not pay for them in memory or in the ticker's wake-ups.
 pub struct WasmRuntime {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: WasmConfig,
+    digests: Arc<Digests>,
+    locks: Arc<FileLocks>,
+    running: Mutex<Option<Arc<Running>>>,
+}
+
+/// What the first Wasm pod starts.
+struct Running {
     engine: Engine,
     images: Arc<Images>,
     registry: Arc<Registry>,
-    tick: Duration,
     _ticker: Ticker,
 }
 
 impl WasmRuntime {
-    /// Create the engine (with its instance pool), open the compiled-code cache and start the
-    /// epoch ticker thread. Needs no tokio context; `start` must run inside a multi- or
-    /// current-thread tokio runtime (guests and listeners are tokio tasks).
+    /// A runtime caching compiled code under `config.cache_dir` (created here). The engine is
+    /// made on first use: `start` must run inside a multi- or current-thread tokio runtime
+    /// (guests and listeners are tokio tasks); [`precompile`](Self::precompile) needs none.
     ///
     /// # Errors
-    /// [`InitError`] when wasmtime, the cache directory or the ticker thread cannot be set up.
+    /// [`InitError::CacheDir`] when the cache directory cannot be created.
     pub fn new(config: WasmConfig) -> Result<Self, InitError> {
-        let max_instances = config.resolved_max_instances();
-        let engine =
-            engine::build(max_instances).map_err(|e| InitError::Engine(format!("{e:#}")))?;
-        let disk =
-            DiskCache::open(&config.cache_dir, &engine).map_err(|source| InitError::CacheDir {
-                path: config.cache_dir.clone(),
-                source,
-            })?;
-        let images =
-            Images::new(engine.clone(), disk).map_err(|e| InitError::Engine(format!("{e:#}")))?;
-        let ticker = Ticker::start(&engine, config.epoch_tick).map_err(InitError::Ticker)?;
-        tracing::info!(max_instances, cache = %config.cache_dir.display(), "wasm runtime ready");
+        std::fs::create_dir_all(&config.cache_dir).map_err(|source| InitError::CacheDir {
+            path: config.cache_dir.clone(),
+            source,
+        })?;
         Ok(Self {
-            engine,
-            images: Arc::new(images),
-            registry: Arc::default(),
-            tick: config.epoch_tick,
-            _ticker: ticker,
+            shared: Arc::new(Shared {
+                config,
+                digests: Arc::default(),
+                locks: Arc::default(),
+                running: Mutex::default(),
+            }),
         })
+    }
+
+    /// Compile the Wasm module or component at `artifact` into the compiled-code cache unless it
+    /// is there already, so no pod start pays for compiling it. Blocking (seconds for a large
+    /// component): call it from a plain or a `spawn_blocking` thread. Without a running engine
+    /// it uses a compile-only one, dropped on return. `image` names the image in errors.
+    ///
+    /// # Errors
+    /// As [`Runtime::start`] would report them: [`RuntimeError::InvalidImage`] for a file that
+    /// is not Wasm or does not compile, [`RuntimeError::ImageNotFound`] for a missing file.
+    pub fn precompile(&self, image: &str, artifact: &Path) -> Result<Prepared, RuntimeError> {
+        self.shared.precompile(image, artifact)
+    }
+
+    /// Whether the engine has been created (by a pod start).
+    pub fn engine_started(&self) -> bool {
+        self.shared.lock_running().is_some()
+    }
+
+    /// The running engine, created on first call.
+    async fn running(&self) -> Result<Arc<Running>, RuntimeError> {
+        if let Some(running) = self.shared.lock_running().clone() {
+            return Ok(running);
+        }
+        // Reserving the pool and building the linkers takes a few milliseconds, once.
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.start_engine())
+            .await
+            .map_err(|e| RuntimeError::Create(format!("starting the wasm engine: {e}")))?
+            .map_err(|e| RuntimeError::Create(e.to_string()))
     }
 
     async fn start_container(
@@ -83,17 +123,20 @@ impl WasmRuntime {
             .artifact
             .as_deref()
             .ok_or_else(|| RuntimeError::ImageNotFound(spec.image.clone()))?;
-        let program = self.images.load(&spec.image, artifact).await?;
+        let running = self.running().await?;
+        let program = running.images.load(&spec.image, artifact).await?;
+        let tick = self.shared.config.epoch_tick;
+        let (engine, registry) = (&running.engine, &running.registry);
         let guest = Guest::from_spec(&spec)?;
         let wants_ports = spec.ports.iter().any(|p| p.protocol == Protocol::Tcp);
         match &program.kind {
             ProgramKind::Module(pre) => {
                 command::start(
-                    &self.engine,
+                    engine,
                     &Entry::P1(pre.clone()),
                     guest,
                     spec.limits,
-                    self.tick,
+                    tick,
                 )
                 .await
             }
@@ -102,13 +145,13 @@ impl WasmRuntime {
                 proxy: Some(pre), ..
             } if wants_ports => {
                 http::start(
-                    &self.registry,
-                    &self.engine,
+                    registry,
+                    engine,
                     pre.clone(),
                     &program.digest,
                     &spec,
                     guest,
-                    self.tick,
+                    tick,
                 )
                 .await
             }
@@ -116,11 +159,11 @@ impl WasmRuntime {
                 command: Some(pre), ..
             } => {
                 command::start(
-                    &self.engine,
+                    engine,
                     &Entry::P2(pre.clone()),
                     guest,
                     spec.limits,
-                    self.tick,
+                    tick,
                 )
                 .await
             }
@@ -128,13 +171,13 @@ impl WasmRuntime {
                 proxy: Some(pre), ..
             } => {
                 http::start(
-                    &self.registry,
-                    &self.engine,
+                    registry,
+                    engine,
                     pre.clone(),
                     &program.digest,
                     &spec,
                     guest,
-                    self.tick,
+                    tick,
                 )
                 .await
             }
@@ -143,6 +186,70 @@ impl WasmRuntime {
                 spec.image
             ))),
         }
+    }
+}
+
+impl Shared {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, Option<Arc<Running>>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Create the engine, its pool, the linkers and the ticker, unless another start did
+    /// (blocking).
+    fn start_engine(&self) -> Result<Arc<Running>, InitError> {
+        let mut slot = self.lock_running();
+        if let Some(running) = &*slot {
+            return Ok(running.clone());
+        }
+        let config = &self.config;
+        let max_instances = config.resolved_max_instances();
+        let engine =
+            engine::build(max_instances).map_err(|e| InitError::Engine(format!("{e:#}")))?;
+        let disk = DiskCache::open(&config.cache_dir, &engine, self.locks.clone()).map_err(
+            |source| InitError::CacheDir {
+                path: config.cache_dir.clone(),
+                source,
+            },
+        )?;
+        let images = Images::new(engine.clone(), disk, self.digests.clone())
+            .map_err(|e| InitError::Engine(format!("{e:#}")))?;
+        let ticker = Ticker::start(&engine, config.epoch_tick).map_err(InitError::Ticker)?;
+        tracing::info!(max_instances, cache = %config.cache_dir.display(), "wasm engine started");
+        let running = Arc::new(Running {
+            engine,
+            images: Arc::new(images),
+            registry: Arc::default(),
+            _ticker: ticker,
+        });
+        *slot = Some(running.clone());
+        Ok(running)
+    }
+
+    fn precompile(&self, image: &str, artifact: &Path) -> Result<Prepared, RuntimeError> {
+        let (digest, kind) = self.digests.identify(image, artifact)?;
+        let running = self.lock_running().clone();
+        let result = match running {
+            Some(running) => {
+                running
+                    .images
+                    .disk()
+                    .precompile(&running.engine, &digest, kind, artifact)
+            }
+            None => {
+                let engine = engine::compiler().map_err(|e| {
+                    RuntimeError::Create(format!("cannot create the wasm compiler: {e:#}"))
+                })?;
+                let disk = DiskCache::open(&self.config.cache_dir, &engine, self.locks.clone())
+                    .map_err(|e| {
+                        RuntimeError::Create(format!(
+                            "cannot create the wasm cache in {}: {e}",
+                            self.config.cache_dir.display()
+                        ))
+                    })?;
+                disk.precompile(&engine, &digest, kind, artifact)
+            }
+        };
+        result.map_err(|e| load_error(image, e))
     }
 }
 
@@ -156,5 +263,20 @@ impl Runtime for WasmRuntime {
         spec: ContainerSpec,
     ) -> BoxFuture<'_, Result<Box<dyn Container>, RuntimeError>> {
         Box::pin(self.start_container(spec))
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        image: &'a str,
+        artifact: &'a Path,
+    ) -> BoxFuture<'a, Result<Prepared, RuntimeError>> {
+        let shared = self.shared.clone();
+        let (image, artifact) = (image.to_owned(), artifact.to_owned());
+        Box::pin(async move {
+            let name = image.clone();
+            tokio::task::spawn_blocking(move || shared.precompile(&image, &artifact))
+                .await
+                .map_err(|e| RuntimeError::Create(format!("compiling {name}: {e}")))?
+        })
     }
 }

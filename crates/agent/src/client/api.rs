@@ -231,14 +231,19 @@ impl HttpClient {
     }
 
     async fn open_watch(&self, path: &str) -> Result<Incoming, ApiError> {
-        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.send(Method::GET, path, None))
-            .await
-            .map_err(|_| {
-                ApiError::from(ClientError::Unreachable {
+        let used = std::sync::atomic::AtomicU64::new(0);
+        let sent = self.send_on(Method::GET, path, None, &used);
+        let resp = match tokio::time::timeout(self.request_timeout, sent).await {
+            Ok(sent) => sent?,
+            Err(_) => {
+                self.forget_connection(used.load(std::sync::atomic::Ordering::Relaxed))
+                    .await;
+                return Err(ApiError::from(ClientError::Unreachable {
                     server: self.url().to_string(),
                     reason: "the watch request timed out".into(),
-                })
-            })??;
+                }));
+            }
+        };
         let status = resp.status();
         if status.is_success() {
             return Ok(resp.into_body());

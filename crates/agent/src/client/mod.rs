@@ -9,6 +9,7 @@ mod api;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub use tls::Trust;
 
 /// How long dialling (TCP + TLS + HTTP/2 handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the TCP handshake alone may take. Short: on a link that just came back, a fresh
+/// SYN gets through at once, while a connect attempt started during the outage would wait for
+/// its next retransmission (1 s, 3 s, 7 s ... after the first).
+const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request (not a watch) may take, body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 ping interval and the time a ping may go unanswered before the link counts as dead.
@@ -93,6 +98,11 @@ pub enum Credentials {
 
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
+    /// The task driving the connection; aborting it closes the socket and fails every stream
+    /// on it at once (a watch on a dead link would otherwise hang until keep-alive gives up).
+    driver: tokio::task::AbortHandle,
+    /// Tells connections apart, so a failure on an old one never closes its successor.
+    id: u64,
 }
 
 struct Inner {
@@ -106,6 +116,7 @@ struct Inner {
     tls_http1: TlsConnector,
     bearer: Option<HeaderValue>,
     conn: tokio::sync::Mutex<Option<Conn>>,
+    dials: AtomicU64,
     local_addr: Mutex<Option<SocketAddr>>,
 }
 
@@ -115,6 +126,8 @@ pub struct HttpClient {
     inner: Arc<Inner>,
     /// A field selector added to every list and watch (`spec.nodeName=<node>` for pods).
     field_selector: Option<Arc<str>>,
+    /// How long a request (not a watch) may take before the link counts as dead.
+    request_timeout: Duration,
 }
 
 /// Split `https://host:port` into host and port (443 by default).
@@ -176,9 +189,11 @@ impl HttpClient {
                 tls_http1: TlsConnector::from(Arc::new(http1)),
                 bearer,
                 conn: tokio::sync::Mutex::new(None),
+                dials: AtomicU64::new(0),
                 local_addr: Mutex::new(None),
             }),
             field_selector: None,
+            request_timeout: REQUEST_TIMEOUT,
         })
     }
 
@@ -188,6 +203,17 @@ impl HttpClient {
         Self {
             inner: self.inner.clone(),
             field_selector: Some(selector.into()),
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    /// The same client (same connection) whose requests give up after `timeout`. A request that
+    /// times out drops the connection (and the watches on it): on a link that went dead
+    /// silently, that is how the agent notices, rather than waiting for TCP to give up.
+    pub fn with_request_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            request_timeout: timeout,
+            ..self.clone()
         }
     }
 
@@ -215,9 +241,13 @@ impl HttpClient {
 
     async fn dial(&self) -> Result<Conn, ClientError> {
         let i = &self.inner;
-        let tcp = TcpStream::connect((i.host.as_str(), i.port))
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let tcp = tokio::time::timeout(
+            TCP_CONNECT_TIMEOUT,
+            TcpStream::connect((i.host.as_str(), i.port)),
+        )
+        .await
+        .map_err(|_| self.unreachable("connection timed out"))?
+        .map_err(|e| self.unreachable(e))?;
         let _ = tcp.set_nodelay(true);
         if let Ok(local) = tcp.local_addr() {
             *i.local_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(local);
@@ -239,12 +269,14 @@ impl HttpClient {
             .await
             .map_err(|e| self.unreachable(format!("http/2 handshake failed: {e}")))?;
         let url = i.url.clone();
-        tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(server = %url, error = %e, "connection to the server ended");
             }
-        });
-        Ok(Conn { sender })
+        })
+        .abort_handle();
+        let id = i.dials.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(Conn { sender, driver, id })
     }
 
     /// Open a reverse tunnel: a fresh HTTP/1.1 connection upgraded to `protocol` at `path`.
@@ -305,25 +337,32 @@ impl HttpClient {
             .map_err(|e| self.unreachable(format!("tunnel upgrade failed: {e}")))
     }
 
-    /// The live connection, dialled if there is none.
-    async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    /// The live connection and its id, dialled if there is none.
+    async fn sender(&self) -> Result<(SendRequest<Full<Bytes>>, u64), ClientError> {
         let mut conn = self.inner.conn.lock().await;
         if let Some(c) = conn.as_ref()
             && !c.sender.is_closed()
         {
-            return Ok(c.sender.clone());
+            return Ok((c.sender.clone(), c.id));
         }
         *conn = None;
         let fresh = tokio::time::timeout(CONNECT_TIMEOUT, self.dial())
             .await
             .map_err(|_| self.unreachable("connection timed out"))??;
-        let sender = fresh.sender.clone();
+        let sender = (fresh.sender.clone(), fresh.id);
         *conn = Some(fresh);
         Ok(sender)
     }
 
-    async fn forget_connection(&self) {
-        *self.inner.conn.lock().await = None;
+    /// Close connection `id` (if it is still the live one) and every stream on it; the next
+    /// request dials afresh.
+    async fn forget_connection(&self, id: u64) {
+        let mut conn = self.inner.conn.lock().await;
+        if conn.as_ref().is_some_and(|c| c.id == id)
+            && let Some(old) = conn.take()
+        {
+            old.driver.abort();
+        }
     }
 
     fn build(
@@ -362,9 +401,22 @@ impl HttpClient {
         path_and_query: &str,
         body: Option<Bytes>,
     ) -> Result<Response<Incoming>, ClientError> {
+        self.send_on(method, path_and_query, body, &AtomicU64::new(0))
+            .await
+    }
+
+    /// [`send`](Self::send), noting in `used` the id of the connection it went out on.
+    async fn send_on(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+        used: &AtomicU64,
+    ) -> Result<Response<Incoming>, ClientError> {
         let mut retried = false;
         loop {
-            let mut sender = self.sender().await?;
+            let (mut sender, id) = self.sender().await?;
+            used.store(id, Ordering::Relaxed);
             let req = self.build(&method, path_and_query, &body)?;
             let attempt = async {
                 sender.ready().await?;
@@ -373,7 +425,7 @@ impl HttpClient {
             match attempt.await {
                 Ok(resp) => return Ok(resp),
                 Err(e) => {
-                    self.forget_connection().await;
+                    self.forget_connection(id).await;
                     // A request the dead connection never carried is safe to send again.
                     if !retried && (e.is_canceled() || e.is_closed()) {
                         retried = true;
@@ -392,8 +444,9 @@ impl HttpClient {
         path_and_query: &str,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        let used = AtomicU64::new(0);
         let exchange = async {
-            let resp = self.send(method, path_and_query, body).await?;
+            let resp = self.send_on(method, path_and_query, body, &used).await?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
@@ -402,9 +455,13 @@ impl HttpClient {
                 .to_bytes();
             Ok((status, bytes))
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-            .await
-            .map_err(|_| self.unreachable("the request timed out"))?
+        match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.forget_connection(used.load(Ordering::Relaxed)).await;
+                Err(self.unreachable("the request timed out"))
+            }
+        }
     }
 
     /// GET a path and return its body on 200, or the server's error.

@@ -141,7 +141,8 @@ impl ImageStore {
         }
     }
 
-    fn blob_path(&self, digest: &str) -> PathBuf {
+    /// Where the blob with `digest` (`sha256:<hex>`) is kept.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         self.root.join("blobs/sha256").join(hex)
     }

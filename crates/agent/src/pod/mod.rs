@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::HttpClient;
 use crate::image::ImageStore;
+use crate::node_store::NodeStore;
 use crate::runtime::Runtimes;
 pub use env::NodeFacts;
 use spec::str_at;
@@ -97,22 +98,56 @@ struct Slot {
 
 /// Follow the node's pods until `cancel`, running each with a worker. `pods` must be a client
 /// whose lists and watches select `spec.nodeName=<node>`.
-pub async fn run(shared: Arc<Shared>, pods: Arc<dyn Client>, cancel: CancellationToken) {
-    let informer = Informer::start(pods, POD, cancel.child_token());
-    let mut changes = informer.subscribe();
-    tokio::select! {
-        _ = informer.wait_synced() => {}
-        _ = cancel.cancelled() => return,
-    }
+///
+/// The pods the node store holds start at once, before the server answers (an offline start);
+/// when the informer's first list arrives, it decides: the pods it holds (same uid) carry on
+/// untouched, the others stop. Every change the informer sees is kept in the store.
+pub async fn run(
+    shared: Arc<Shared>,
+    pods: Arc<dyn Client>,
+    store: Arc<NodeStore>,
+    cancel: CancellationToken,
+) {
     let mut slots: HashMap<String, Slot> = HashMap::new();
     let workers = cancel.child_token();
-    resync(&shared, &informer, &mut slots, &workers);
+    let stored = store.pods();
+    if !stored.is_empty() {
+        tracing::info!(
+            pods = stored.len(),
+            "starting the pods of the node store while the server is consulted"
+        );
+    }
+    for pod in stored {
+        let id = uid(&pod).to_string();
+        start_or_update(
+            &shared,
+            &mut slots,
+            &workers,
+            id,
+            Desired::Run(Arc::new(pod)),
+        );
+    }
+    let informer =
+        Informer::start_with_retry_cap(pods, POD, cancel.child_token(), crate::RECONNECT_CAP);
+    let mut changes = informer.subscribe();
+    let synced = informer.wait_synced();
+    tokio::pin!(synced);
+    let mut is_synced = false;
     let mut reap = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
+            _ = &mut synced, if !is_synced => {
+                is_synced = true;
+                resync(&shared, &informer, &store, &mut slots, &workers);
+            }
             change = changes.recv() => match change {
-                Ok(obj) => apply(&shared, &informer, &mut slots, &workers, &obj),
-                Err(broadcast::error::RecvError::Lagged(_)) => resync(&shared, &informer, &mut slots, &workers),
+                // Before the first list is complete, a change says nothing about the pods not
+                // listed yet: apply it, but let only the full list stop stored pods.
+                Ok(obj) => apply(&shared, &informer, &store, &mut slots, &workers, &obj),
+                Err(broadcast::error::RecvError::Lagged(_)) if is_synced => {
+                    resync(&shared, &informer, &store, &mut slots, &workers)
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = reap.tick() => slots.retain(|_, s| !s.task.is_finished()),
@@ -133,6 +168,7 @@ fn uid(obj: &Value) -> &str {
 fn apply(
     shared: &Arc<Shared>,
     informer: &Informer,
+    store: &NodeStore,
     slots: &mut HashMap<String, Slot>,
     workers: &CancellationToken,
     obj: &Value,
@@ -141,9 +177,26 @@ fn apply(
     let id = uid(obj).to_string();
     let current = informer.store().get(&key).filter(|p| uid(p) == id);
     let desired = match current {
-        Some(p) => Desired::Run(p),
-        None => Desired::Gone,
+        Some(p) => {
+            store.put_pod(&p);
+            Desired::Run(p)
+        }
+        None => {
+            store.remove_pod(&id);
+            Desired::Gone
+        }
     };
+    start_or_update(shared, slots, workers, id, desired);
+}
+
+/// Hand `desired` to its pod's worker, starting one for a pod to run.
+fn start_or_update(
+    shared: &Arc<Shared>,
+    slots: &mut HashMap<String, Slot>,
+    workers: &CancellationToken,
+    id: String,
+    desired: Desired,
+) {
     match slots.get(&id) {
         Some(slot) => {
             slot.tx.send_replace(desired);
@@ -158,16 +211,20 @@ fn apply(
     }
 }
 
+/// Make the workers match the informer's full list: pods it holds run (a worker already
+/// running the same uid carries on), the others stop.
 fn resync(
     shared: &Arc<Shared>,
     informer: &Informer,
+    store: &NodeStore,
     slots: &mut HashMap<String, Slot>,
     workers: &CancellationToken,
 ) {
     let pods = informer.store().list(None);
+    store.replace_pods(pods.iter().map(|p| &**p));
     let live: std::collections::HashSet<String> = pods.iter().map(|p| uid(p).to_string()).collect();
     for p in pods {
-        apply(shared, informer, slots, workers, &p);
+        start_or_update(shared, slots, workers, uid(&p).to_string(), Desired::Run(p));
     }
     for (id, slot) in slots.iter() {
         if !live.contains(id) {

@@ -172,6 +172,22 @@ pub async fn run(
     }
 }
 
+/// The least delay before an unwritten status is tried again, and the most.
+const STATUS_RETRY_MIN: Duration = Duration::from_millis(500);
+const STATUS_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A status the API acknowledged, with the pod's resourceVersion after that write.
+struct Acked {
+    status: Value,
+    resource_version: u64,
+}
+
+fn resource_version(pod: &Value) -> u64 {
+    str_at(pod, "/metadata/resourceVersion")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
 fn is_deleting(pod: &Value) -> bool {
     pod.pointer("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
@@ -216,6 +232,8 @@ impl Worker {
                 ),
                 Desired::Run(_) => None,
             };
+            // A new version may carry a status someone else wrote: compare again.
+            self.changed.notify_one();
             if let Some(grace) = stop_with {
                 self.grace.store(grace, Ordering::Release);
                 self.stop.cancel();
@@ -715,30 +733,53 @@ impl Worker {
         }
     }
 
-    /// Write the status whenever it changed, until aborted.
+    /// Write the status whenever it changed, until aborted. A write the server could not take
+    /// (the link is down) is retried with capped back-off until it lands, so what happened
+    /// offline reaches the API once the link is back; a new version of the pod from the API
+    /// (which may carry a status the server changed meanwhile, such as Ready=False on a node
+    /// that was unreachable) is compared again.
     async fn push_status(self: Arc<Self>) {
-        let mut last: Option<Value> = None;
+        let mut acked: Option<Acked> = None;
+        let mut retry: Option<Duration> = None;
         loop {
-            self.changed.notified().await;
+            match retry {
+                None => self.changed.notified().await,
+                Some(delay) => tokio::select! {
+                    _ = self.changed.notified() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                },
+            }
             // Coalesce a burst of changes (volumes ready, container started) into one write,
             // without holding a pod's Running back noticeably.
             tokio::time::sleep(Duration::from_millis(2)).await;
-            last = self.write_status(last).await;
+            retry = match self.write_status(&mut acked).await {
+                Ok(()) => None,
+                Err(()) => Some(retry.map_or(STATUS_RETRY_MIN, |d| (d * 2).min(STATUS_RETRY_MAX))),
+            };
         }
     }
 
     async fn flush_status(&self) {
-        self.write_status(None).await;
+        let _ = self.write_status(&mut None).await;
     }
 
-    /// Write the status if it differs from `last`; returns what the API now has.
-    async fn write_status(&self, last: Option<Value>) -> Option<Value> {
-        for attempt in 0..5 {
-            let pod = self.latest()?;
+    /// Write the status if the API does not have it yet. `Err` when the server could not be
+    /// reached (try again later).
+    async fn write_status(&self, acked: &mut Option<Acked>) -> Result<(), ()> {
+        for attempt in 0..3 {
+            let Some(pod) = self.latest() else {
+                return Ok(());
+            };
             let old = pod.get("status").cloned().unwrap_or_else(|| json!({}));
             let status = self.state().to_status(&old, Utc::now());
-            if last.as_ref() == Some(&status) || old == status {
-                return Some(status);
+            // The informer may not have caught up with our own last write: until it has, that
+            // write is what the API holds.
+            let known = match acked.as_ref() {
+                Some(a) if a.resource_version > resource_version(&pod) => &a.status,
+                _ => &old,
+            };
+            if *known == status {
+                return Ok(());
             }
             let body = json!({
                 "apiVersion": "v1",
@@ -752,15 +793,25 @@ impl Worker {
                 .update_status(&POD, Some(&self.namespace), body)
                 .await
             {
-                Ok(_) => return Some(status),
-                Err(e) if e.code == 404 => return None,
+                Ok(written) => {
+                    *acked = Some(Acked {
+                        status,
+                        resource_version: resource_version(&written),
+                    });
+                    return Ok(());
+                }
+                Err(e) if e.code == 404 => return Ok(()),
+                Err(e) if e.code == 503 => {
+                    tracing::debug!(pod = %self.name, error = %e, "the server is unreachable; the pod status waits");
+                    return Err(());
+                }
                 Err(e) => {
                     tracing::debug!(pod = %self.name, attempt, error = %e, "pod status update failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
             }
         }
-        last
+        Err(())
     }
 
     /// Every container has stopped: complete the pod's deletion (zero-grace DELETE, only for

@@ -56,7 +56,7 @@ impl FilterPlugin for NodeAffinity {
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        if matches_required(&pod.pod, node) {
+        if matches_required(pod, node) {
             Status::Fit
         } else {
             Status::Unresolvable("node(s) didn't match Pod's node affinity/selector".into())
@@ -66,18 +66,15 @@ impl FilterPlugin for NodeAffinity {
 
 /// Whether a node satisfies a pod's `nodeSelector` and required node affinity (upstream
 /// `RequiredNodeAffinity.Match`, also used by PodTopologySpread's `nodeAffinityPolicy`).
-pub fn matches_required(pod: &Value, node: &NodeInfo) -> bool {
-    if let Some(sel) = pod.pointer("/spec/nodeSelector").and_then(Value::as_object) {
-        for (k, v) in sel {
-            if node.label(k) != v.as_str() {
-                return false;
-            }
+pub fn matches_required(pod: &PodInfo, node: &NodeInfo) -> bool {
+    for (k, v) in &pod.node_selector {
+        if node.label(k) != v.as_deref() {
+            return false;
         }
     }
-    let terms = pod
-        .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
-        .and_then(Value::as_array);
-    terms.is_none_or(|terms| terms.iter().any(|t| term_matches(t, node)))
+    pod.required_node_terms
+        .as_ref()
+        .is_none_or(|terms| terms.iter().any(|t| term_matches(t, node)))
 }
 
 impl ScorePlugin for NodeAffinity {
@@ -86,23 +83,15 @@ impl ScorePlugin for NodeAffinity {
     }
 
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let prefs = pod
-            .pod
-            .pointer("/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution")
-            .and_then(Value::as_array);
-        let total: i64 = prefs
-            .into_iter()
-            .flatten()
-            .map(|p| p.get("weight").and_then(Value::as_i64).unwrap_or(0))
-            .sum();
+        let prefs = &pod.preferred_node_terms;
+        let total: i64 = prefs.iter().map(|(w, _)| w).sum();
         if total == 0 {
             return 0;
         }
         let matched: i64 = prefs
-            .into_iter()
-            .flatten()
-            .filter(|p| p.get("preference").is_some_and(|t| term_matches(t, node)))
-            .map(|p| p.get("weight").and_then(Value::as_i64).unwrap_or(0))
+            .iter()
+            .filter(|(_, t)| term_matches(t, node))
+            .map(|(w, _)| w)
             .sum();
         matched * 100 / total
     }

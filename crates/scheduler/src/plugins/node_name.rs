@@ -15,15 +15,10 @@ impl FilterPlugin for NodeName {
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        match pod
-            .pod
-            .pointer("/spec/nodeName")
-            .and_then(serde_json::Value::as_str)
-        {
-            Some(n) if !n.is_empty() && n != node.name => {
-                Status::Unresolvable("node(s) didn't match the requested node name".into())
-            }
-            _ => Status::Fit,
+        if !pod.node_name.is_empty() && pod.node_name != node.name {
+            Status::Unresolvable("node(s) didn't match the requested node name".into())
+        } else {
+            Status::Fit
         }
     }
 }

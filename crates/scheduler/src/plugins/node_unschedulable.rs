@@ -1,9 +1,7 @@
 //! NodeUnschedulable: a cordoned node (`spec.unschedulable`) takes only pods that tolerate the
 //! `node.kubernetes.io/unschedulable:NoSchedule` taint.
 
-use serde_json::Value;
-
-use super::taint_toleration::tolerates;
+use super::taint_toleration::{Taint, tolerates};
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, Status};
 
 /// Upstream plugin name.
@@ -18,14 +16,15 @@ impl FilterPlugin for NodeUnschedulable {
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let cordoned = node
-            .node
-            .pointer("/spec/unschedulable")
-            .and_then(Value::as_bool)
-            == Some(true);
-        let taint =
-            serde_json::json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
-        if cordoned && !tolerates(&pod.pod, &taint) {
+        if !node.unschedulable {
+            return Status::Fit;
+        }
+        let taint = Taint {
+            key: "node.kubernetes.io/unschedulable".into(),
+            value: String::new(),
+            effect: "NoSchedule".into(),
+        };
+        if !tolerates(&pod.tolerations, &taint) {
             return Status::Unresolvable("node(s) were unschedulable".into());
         }
         Status::Fit

@@ -53,8 +53,8 @@ struct Constraint {
 impl Constraint {
     /// Whether a node's domain counts at all (upstream `matchNodeInclusionPolicies`).
     fn includes(&self, pod: &PodInfo, node: &NodeInfo) -> bool {
-        (!self.honor_affinity || matches_required(&pod.pod, node))
-            && (!self.honor_taints || untolerated(&pod.pod, node).is_none())
+        (!self.honor_affinity || matches_required(pod, node))
+            && (!self.honor_taints || untolerated(pod, node).is_none())
     }
 
     /// Matching, non-terminating pods of the pod's namespace on a node.

@@ -11,29 +11,75 @@ pub const NAME: &str = "TaintToleration";
 /// The plugin.
 pub struct TaintToleration;
 
-/// Whether one toleration matches one taint.
-fn matches(toleration: &Value, taint: &Value) -> bool {
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let (t_effect, taint_effect) = (s(toleration, "effect"), s(taint, "effect"));
-    if !t_effect.is_empty() && t_effect != taint_effect {
-        return false;
-    }
-    let key = s(toleration, "key");
-    if !key.is_empty() && key != s(taint, "key") {
-        return false;
-    }
-    match s(toleration, "operator").as_str() {
-        "Exists" => true,
-        "" | "Equal" => !key.is_empty() && s(toleration, "value") == s(taint, "value"),
-        _ => false,
+/// A node taint (`spec.taints[]`); fields that are not strings read as "".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Taint {
+    /// `key`.
+    pub key: String,
+    /// `value`.
+    pub value: String,
+    /// `effect`: `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+impl Taint {
+    /// Decode one `spec.taints[]` entry.
+    pub fn from_json(v: &Value) -> Self {
+        Self {
+            key: text(v, "key"),
+            value: text(v, "value"),
+            effect: text(v, "effect"),
+        }
     }
 }
 
-/// Whether a pod tolerates a taint.
-pub fn tolerates(pod: &Value, taint: &Value) -> bool {
-    pod.pointer("/spec/tolerations")
-        .and_then(Value::as_array)
-        .is_some_and(|ts| ts.iter().any(|t| matches(t, taint)))
+/// A pod toleration (`spec.tolerations[]`); fields that are not strings read as "".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Toleration {
+    /// `key` ("" matches every key, with `Exists`).
+    pub key: String,
+    /// `operator`: `Equal` (the default) or `Exists`.
+    pub operator: String,
+    /// `value`.
+    pub value: String,
+    /// `effect` ("" matches every effect).
+    pub effect: String,
+}
+
+impl Toleration {
+    /// Decode one `spec.tolerations[]` entry.
+    pub fn from_json(v: &Value) -> Self {
+        Self {
+            key: text(v, "key"),
+            operator: text(v, "operator"),
+            value: text(v, "value"),
+            effect: text(v, "effect"),
+        }
+    }
+
+    /// Whether this toleration matches the taint (upstream `Toleration.ToleratesTaint`).
+    pub fn matches(&self, taint: &Taint) -> bool {
+        if !self.effect.is_empty() && self.effect != taint.effect {
+            return false;
+        }
+        if !self.key.is_empty() && self.key != taint.key {
+            return false;
+        }
+        match self.operator.as_str() {
+            "Exists" => true,
+            "" | "Equal" => !self.key.is_empty() && self.value == taint.value,
+            _ => false,
+        }
+    }
+}
+
+fn text(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+/// Whether any of the tolerations matches the taint.
+pub fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
+    tolerations.iter().any(|t| t.matches(taint))
 }
 
 impl FilterPlugin for TaintToleration {
@@ -42,15 +88,13 @@ impl FilterPlugin for TaintToleration {
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        match untolerated(&pod.pod, node) {
+        match untolerated(pod, node) {
             None => Status::Fit,
             Some(taint) => {
-                let key = taint.get("key").and_then(Value::as_str).unwrap_or("");
-                let value = taint.get("value").and_then(Value::as_str).unwrap_or("");
-                let shown = if value.is_empty() {
-                    key.to_string()
+                let shown = if taint.value.is_empty() {
+                    taint.key.clone()
                 } else {
-                    format!("{key}: {value}")
+                    format!("{}: {}", taint.key, taint.value)
                 };
                 Status::Unresolvable(format!("node(s) had untolerated taint {{{shown}}}"))
             }
@@ -60,11 +104,10 @@ impl FilterPlugin for TaintToleration {
 
 /// The first `NoSchedule`/`NoExecute` taint of the node the pod does not tolerate (upstream
 /// `FindMatchingUntoleratedTaint` with the do-not-schedule filter).
-pub fn untolerated<'a>(pod: &Value, node: &'a NodeInfo) -> Option<&'a Value> {
-    let taints = node.node.pointer("/spec/taints").and_then(Value::as_array);
-    taints.into_iter().flatten().find(|taint| {
-        let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-        matches!(effect, "NoSchedule" | "NoExecute") && !tolerates(pod, taint)
+pub fn untolerated<'a>(pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a Taint> {
+    node.taints.iter().find(|taint| {
+        matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
+            && !tolerates(&pod.tolerations, taint)
     })
 }
 

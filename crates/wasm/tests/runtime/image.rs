@@ -1,6 +1,6 @@
 //! Images: what is refused, and compiled code cached once per digest.
 
-use ledge_runtime::{Exit, Runtime};
+use ledge_runtime::{Exit, Prepared, Runtime};
 
 use crate::common::*;
 
@@ -132,4 +132,58 @@ async fn many_pods_of_one_image_compile_once_and_reuse_the_disk_cache() {
     let c = rt.start(spec(dir.path(), "fixed", &wasm)).await.unwrap();
     assert_eq!(within("fixed", c.wait()).await, Exit::code(0));
     assert!(std::fs::metadata(&files[0]).unwrap().len() > 1000);
+}
+
+#[tokio::test]
+async fn a_precompiled_image_starts_without_compiling_and_the_engine_waits_for_a_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = fixture("hello-p1.wasm");
+
+    // `ledge image import` precompiles with a runtime of its own, which never starts an engine.
+    let importer = runtime(dir.path());
+    assert_eq!(
+        importer.precompile("hello-p1", &wasm).unwrap(),
+        Prepared::Compiled
+    );
+    assert!(!importer.engine_started());
+    let files = cached_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    assert_eq!(
+        importer.precompile("hello-p1", &wasm).unwrap(),
+        Prepared::AlreadyPrepared
+    );
+
+    // The agent's runtime: no engine until the first pod, which loads what the import wrote.
+    let rt = runtime(dir.path());
+    assert!(!rt.engine_started());
+    assert_eq!(
+        rt.prepare("hello-p1", &wasm).await.unwrap(),
+        Prepared::AlreadyPrepared
+    );
+    assert!(!rt.engine_started());
+    let c = rt.start(spec(dir.path(), "p1", &wasm)).await.unwrap();
+    assert!(rt.engine_started());
+    assert_eq!(within("p1", c.wait()).await, Exit::code(0));
+    assert_eq!(cached_files(dir.path()), files);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        written
+    );
+}
+
+#[tokio::test]
+async fn precompiling_refuses_what_does_not_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let path = dir.path().join("broken.wasm");
+    std::fs::write(&path, b"\0asm\x01\0\0\0\x01\x05\x01\x60").unwrap();
+    let err = rt.precompile("broken", &path).unwrap_err();
+    assert_eq!(err.reason(), "InvalidImage");
+    assert!(err.to_string().contains("does not compile"), "{err}");
+    assert!(cached_files(dir.path()).is_empty());
+    let missing = rt
+        .precompile("gone", &dir.path().join("gone.wasm"))
+        .unwrap_err();
+    assert_eq!(missing.reason(), "ErrImageNeverPull");
 }
