@@ -22,7 +22,9 @@ REPO_ROOT=$(pwd)
 DEBIAN_PACKAGES=(protobuf-compiler iproute2
     # Wasm fixtures and examples/hello-wasm: C → WASI with clang + wasi-libc (crates/wasm/fixtures).
     clang lld wasi-libc libclang-rt-14-dev-wasm32
-    busybox-static)
+    busybox-static
+    # The netns bed: HTTP checks from inside a host's namespace.
+    curl)
 
 ALL_STAGES=deps,fmt,clippy,test,build,e2e
 STAGES=${LEDGE_TEST_STAGES:-$ALL_STAGES}

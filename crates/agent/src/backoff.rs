@@ -86,7 +86,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut backoff = Backoff::new(Duration::from_millis(500), crate::RECONNECT_CAP);
+    let mut failures = 0u32;
     loop {
         let result = tokio::select! {
             _ = cancel.cancelled() => return Ok(None),
@@ -96,11 +97,18 @@ where
             Ok(v) => return Ok(Some(v)),
             Err(e) if crate::client::retryable(&e) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(
-                    "{what} failed: {}; retrying in {:.1}s",
-                    e.message,
-                    delay.as_secs_f64()
-                );
+                failures += 1;
+                // Said at the first failure and then once a minute or so, not at every attempt:
+                // an agent may wait hours for its server.
+                if failures % 12 == 1 {
+                    tracing::warn!("{what} failed: {}; retrying every few seconds", e.message,);
+                } else {
+                    tracing::debug!(
+                        "{what} failed: {}; retrying in {:.1}s",
+                        e.message,
+                        delay.as_secs_f64()
+                    );
+                }
                 if !sleep(cancel, delay).await {
                     return Ok(None);
                 }

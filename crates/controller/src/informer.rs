@@ -169,6 +169,8 @@ impl Informer {
 
     async fn run(&self, client: Arc<dyn Client>, cancel: CancellationToken, retry_cap: Duration) {
         let mut backoff = Duration::from_millis(100);
+        // Failures in a row: the first is a warning, the rest (a server down for hours) debug.
+        let mut failures = 0u32;
         let mut resource_version = String::new();
         loop {
             if cancel.is_cancelled() {
@@ -184,9 +186,15 @@ impl Informer {
                         self.synced.send_replace(true);
                         resource_version = list_rv;
                         backoff = Duration::from_millis(100);
+                        failures = 0;
                     }
                     Err(e) => {
-                        tracing::warn!(kind = self.kind.kind, error = %e, "list failed; retrying");
+                        failures += 1;
+                        if failures == 1 {
+                            tracing::warn!(kind = self.kind.kind, error = %e, "list failed; retrying");
+                        } else {
+                            tracing::debug!(kind = self.kind.kind, error = %e, "list failed again");
+                        }
                         if sleep_or_cancel(&cancel, backoff).await {
                             return;
                         }
@@ -196,13 +204,22 @@ impl Informer {
                 }
             }
             let stream = match client.watch(&self.kind, None, &resource_version).await {
-                Ok(s) => s,
+                Ok(s) => {
+                    backoff = Duration::from_millis(100);
+                    failures = 0;
+                    s
+                }
                 Err(e) if e.code == 410 => {
                     resource_version.clear();
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(kind = self.kind.kind, error = %e, "watch failed; retrying");
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(kind = self.kind.kind, error = %e, "watch failed; retrying");
+                    } else {
+                        tracing::debug!(kind = self.kind.kind, error = %e, "watch failed again");
+                    }
                     if sleep_or_cancel(&cancel, backoff).await {
                         return;
                     }

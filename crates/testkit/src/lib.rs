@@ -36,7 +36,7 @@ pub mod netns;
 pub mod process;
 pub mod wait;
 
-pub use cluster::{Cluster, ClusterOptions, Member};
+pub use cluster::{Cluster, ClusterOptions, Member, ledge_bin};
 pub use error::{Error, Result};
 pub use netns::{Bed, Host, LinkBytes};
 pub use process::Proc;

@@ -38,8 +38,10 @@ use crate::pod::spec::{PodSpec, str_at};
 pub use cached::{Cached, Link};
 use seal::{SealError, Sealer};
 
-/// How long changes gather before they are written.
-pub const FLUSH_DELAY: Duration = Duration::from_secs(1);
+/// How long changes gather before they are written: long enough to batch a burst (a rollout
+/// lands many pods at once), short enough that a pod which started is on disk before a crash
+/// or power cut is likely to take it.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(100);
 /// The on-disk format.
 const FORMAT: u32 = 1;
 
