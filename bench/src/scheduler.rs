@@ -51,7 +51,7 @@ pub struct SchedPlan {
 /// Run the scheduler benchmark against a fresh `ledge server`.
 pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<()> {
     let data = work.join("ledge-sched-data");
-    let mut server = crate::ledge::spawn_server(bin, work, &data, "ledge-sched.log")?;
+    let mut server = spawn_server(bin, work, &data)?;
     let pid = server.pid();
     let config = crate::ledge::wait_ready(&mut server, &data).await?;
     let kube = Arc::new(Kube::connect(&config, 8).await?);
@@ -94,37 +94,84 @@ pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<
         .unwrap_or("0")
         .to_string();
     let watcher = Kube::connect(&config, 1).await?;
-    let mut body = watcher
-        .stream(
-            0,
-            &format!("/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}"),
-        )
-        .await?;
     let bound = Arc::new(AtomicUsize::new(0));
+    let relists = Arc::new(AtomicUsize::new(0));
     let times = Arc::new(std::sync::Mutex::new((None::<Instant>, None::<Instant>)));
-    let (b, t, want) = (bound.clone(), times.clone(), plan.pods);
+    let (b, t, r, want) = (bound.clone(), times.clone(), relists.clone(), plan.pods);
     let follow = tokio::spawn(async move {
         let mut seen = std::collections::HashSet::new();
-        let mut buf = Vec::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else {
-                continue;
+        let mut rv = rv;
+        let note = |n: usize| {
+            if n == 0 {
+                return;
+            }
+            let now = Instant::now();
+            let mut times = t.lock().unwrap_or_else(|p| p.into_inner());
+            times.0.get_or_insert(now);
+            times.1 = Some(now);
+            b.fetch_add(n, Ordering::Relaxed);
+        };
+        // A client-go reflector in miniature: watch from the last resourceVersion seen; a
+        // watcher that falls behind the server's change stream gets "410 Expired" and the
+        // stream ends, so list (bindings seen that way are stamped when the list arrives)
+        // and watch again.
+        while seen.len() < want {
+            let path = format!("/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}");
+            let Ok(mut body) = watcher.stream(0, &path).await else {
+                return;
             };
-            buf.extend_from_slice(&data);
-            while let Some(end) = buf.iter().position(|&c| c == b'\n') {
-                if let Some(name) = bound_pod(&buf[..end])
-                    && seen.insert(name)
-                {
-                    let now = Instant::now();
-                    let mut times = t.lock().unwrap_or_else(|p| p.into_inner());
-                    times.0.get_or_insert(now);
-                    times.1 = Some(now);
-                    b.fetch_add(1, Ordering::Relaxed);
+            let mut buf = Vec::new();
+            let mut expired = false;
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                while let Some(end) = buf.iter().position(|&c| c == b'\n') {
+                    match watch_line(&buf[..end]) {
+                        Line::Bound(name, at) => {
+                            rv = at;
+                            if seen.insert(name) {
+                                note(1);
+                            }
+                        }
+                        Line::Other(at) => rv = at,
+                        Line::Expired => expired = true,
+                    }
+                    buf.drain(..=end);
                 }
-                buf.drain(..=end);
+                if seen.len() >= want || expired {
+                    break;
+                }
             }
             if seen.len() >= want {
                 return;
+            }
+            if expired {
+                r.fetch_add(1, Ordering::Relaxed);
+                let path = format!("/api/v1/namespaces/{NS}/pods");
+                let Ok((_, list)) = watcher.call(Method::GET, &path, None).await else {
+                    return;
+                };
+                let Ok(list) = serde_json::from_slice::<Value>(&list) else {
+                    return;
+                };
+                let before = seen.len();
+                for item in list["items"].as_array().into_iter().flatten() {
+                    if item
+                        .pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| !n.is_empty())
+                        && let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str)
+                    {
+                        seen.insert(name.to_string());
+                    }
+                }
+                note(seen.len() - before);
+                rv = list["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("0")
+                    .to_string();
             }
         }
     });
@@ -167,6 +214,12 @@ pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<
     let overall = rate(n.saturating_sub(1), last.duration_since(first));
     let drained = n.saturating_sub(bound_at_created);
     let drain = (last > created_at).then(|| rate(drained, last.duration_since(created_at)));
+    let relists = relists.load(Ordering::Relaxed);
+    if relists > 0 {
+        println!(
+            "scheduler: the binding watch fell behind and relisted {relists} time(s); bindings found by a list are timed at the list"
+        );
+    }
     println!();
     println!(
         "| scheduler throughput ({} nodes, {} pods) | pods/s |",
@@ -195,19 +248,67 @@ pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<
     Ok(())
 }
 
+/// `ledge server` as [`crate::ledge::spawn_server`] starts it, but with node health checks
+/// pushed past the run: the Node objects here have no agent renewing their Leases, and after
+/// the default 40 s grace the node lifecycle controller would taint them all `unreachable`
+/// (`NoSchedule`), so every pod still pending then becomes unschedulable. Upstream's
+/// scheduler_perf runs no node lifecycle controller at all.
+fn spawn_server(bin: &Path, work: &Path, data: &Path) -> anyhow::Result<proc::Server> {
+    let port = proc::free_port()?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("server")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--https-listen-port", &port.to_string()])
+        .args(["--bind-address", "127.0.0.1"])
+        .args(["--node-monitor-grace-period", "86400"])
+        .env("LEDGE_LOG", "warn");
+    proc::Server::spawn(
+        "ledge server",
+        cmd,
+        &work.join("ledge-sched.log"),
+        &work.join("pids"),
+    )
+}
+
 fn rate(n: usize, over: Duration) -> f64 {
     n as f64 / over.as_secs_f64().max(1e-9)
 }
 
-/// The pod's name, if a watch event line shows it bound.
-fn bound_pod(line: &[u8]) -> Option<String> {
-    let event: Value = serde_json::from_slice(line).ok()?;
-    let object = event.get("object")?;
-    let node = object.pointer("/spec/nodeName")?.as_str()?;
-    if node.is_empty() {
-        return None;
+/// What one watch event line says.
+#[derive(Debug, PartialEq)]
+enum Line {
+    /// A pod bound to a node: its name, and the event's resourceVersion.
+    Bound(String, String),
+    /// Any other change, with its resourceVersion.
+    Other(String),
+    /// The watch fell behind ("410 Expired"): list again.
+    Expired,
+}
+
+fn watch_line(line: &[u8]) -> Line {
+    let Ok(event) = serde_json::from_slice::<Value>(line) else {
+        return Line::Expired;
+    };
+    let object = &event["object"];
+    if event["type"] == "ERROR" {
+        return Line::Expired;
     }
-    Some(object.pointer("/metadata/name")?.as_str()?.to_string())
+    let rv = object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("0")
+        .to_string();
+    let node = object.pointer("/spec/nodeName").and_then(Value::as_str);
+    match (
+        node,
+        object.pointer("/metadata/name").and_then(Value::as_str),
+    ) {
+        (Some(n), Some(name)) if !n.is_empty() && event["type"] != "DELETED" => {
+            Line::Bound(name.to_string(), rv)
+        }
+        _ => Line::Other(rv),
+    }
 }
 
 /// One fake node: scheduler_perf's `node-default.yaml` capacity, ten zones, the wasm runtime.
@@ -266,9 +367,11 @@ mod tests {
 
     #[test]
     fn sees_bindings_in_watch_lines() {
-        let bound = br#"{"type":"MODIFIED","object":{"metadata":{"name":"pod-1"},"spec":{"nodeName":"n"}}}"#;
-        assert_eq!(bound_pod(bound), Some("pod-1".into()));
-        let pending = br#"{"type":"ADDED","object":{"metadata":{"name":"pod-1"},"spec":{}}}"#;
-        assert_eq!(bound_pod(pending), None);
+        let bound = br#"{"type":"MODIFIED","object":{"metadata":{"name":"pod-1","resourceVersion":"7"},"spec":{"nodeName":"n"}}}"#;
+        assert_eq!(watch_line(bound), Line::Bound("pod-1".into(), "7".into()));
+        let pending = br#"{"type":"ADDED","object":{"metadata":{"name":"pod-1","resourceVersion":"6"},"spec":{}}}"#;
+        assert_eq!(watch_line(pending), Line::Other("6".into()));
+        let expired = br#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#;
+        assert_eq!(watch_line(expired), Line::Expired);
     }
 }

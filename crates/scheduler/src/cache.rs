@@ -104,6 +104,15 @@ impl Cache {
     /// and track its nomination.
     pub fn set_pod(&mut self, pod: Arc<Value>, deleted: bool) {
         let key = pod_key(&pod);
+        if !deleted
+            && self
+                .pods
+                .get(&key)
+                .is_some_and(|(_, p)| Arc::ptr_eq(&p.pod, &pod))
+        {
+            // Already accounted from this very object (a resync): nothing changed.
+            return;
+        }
         self.unplace(&key);
         self.unnominate(&key);
         if deleted {
@@ -127,6 +136,24 @@ impl Cache {
         self.unplace(&key);
         self.unnominate(&key);
         self.place(node.to_string(), Arc::new(PlacedPod::new(pod)));
+    }
+
+    /// Keys of every pod accounted on a node or nominated to one.
+    pub fn pod_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.pods.keys().cloned().collect();
+        keys.extend(
+            self.nominated_node
+                .keys()
+                .filter(|k| !self.pods.contains_key(*k))
+                .cloned(),
+        );
+        keys
+    }
+
+    /// Stop accounting a pod anywhere (it is gone).
+    pub fn drop_pod(&mut self, key: &str) {
+        self.unplace(key);
+        self.unnominate(key);
     }
 
     /// Undo an assumption after a failed binding.
@@ -259,5 +286,41 @@ mod tests {
         bound["spec"] = json!({"nodeName": "a"});
         c.set_pod(Arc::new(bound), false);
         assert_eq!(c.nominated_on("a").count(), 0);
+    }
+
+    #[test]
+    fn nodes_stay_sorted_and_indexed_through_adds_and_removals() {
+        let mut c = Cache::default();
+        let node = |name: &str| Arc::new(json!({"metadata": {"name": name}}));
+        for name in ["c", "a", "d", "b"] {
+            c.set_node(node(name));
+        }
+        let names = |c: &Cache| c.nodes().iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&c), ["a", "b", "c", "d"]);
+        c.remove_node("b");
+        assert_eq!(names(&c), ["a", "c", "d"]);
+        // Lookups by name still find the right entry after the shift.
+        let pod = json!({"metadata": {"namespace": "x", "name": "p"}, "spec": {"nodeName": "d",
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}});
+        c.set_pod(Arc::new(pod), false);
+        assert_eq!(c.node("d").map(|n| n.requested.milli_cpu), Some(1000));
+        assert_eq!(c.node("c").map(|n| n.requested.milli_cpu), Some(0));
+        assert!(c.node("b").is_none());
+    }
+
+    #[test]
+    fn dropped_pods_free_their_node() {
+        let mut c = Cache::default();
+        c.set_node(Arc::new(json!({"metadata": {"name": "a"}})));
+        let pod = Arc::new(json!({"metadata": {"namespace": "x", "name": "p"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
+        c.assume(pod.clone(), "a");
+        // Assuming twice counts the pod once.
+        c.assume(pod, "a");
+        assert_eq!(c.pod_keys(), ["x/p"]);
+        assert_eq!(c.node("a").map(|n| n.requested.milli_cpu), Some(1000));
+        c.drop_pod("x/p");
+        assert!(c.pod_keys().is_empty());
+        assert_eq!(c.node("a").map(|n| n.requested.milli_cpu), Some(0));
     }
 }

@@ -249,7 +249,8 @@ impl NodeInfo {
             .flatten()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect();
-        self.unschedulable = node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
+        self.unschedulable =
+            node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
         self.taints = node
             .pointer("/spec/taints")
             .and_then(Value::as_array)

@@ -137,6 +137,9 @@ pub async fn run(client: Arc<dyn Client>, informers: Informers, cancel: Cancella
             while let Ok(b) = bound_rx.try_recv() {
                 s.binding_done(b);
             }
+            // A successful cycle never awaits: give the informers and the bindings this task
+            // spawned their turn once its budget is spent, so the change stream does not lag.
+            tokio::task::coop::consume_budget().await;
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -173,6 +176,10 @@ impl Scheduler {
         let was_placed = !str_at(&pod, "/spec/nodeName").is_empty();
         if deleted || was_placed {
             self.assumed.remove(&key);
+        } else if self.assumed.contains(&key) {
+            // Assumed on a node while its binding is in flight: the cache keeps counting it
+            // there until the binding (or its failure) is seen (upstream `AssumePod`).
+            return;
         }
         let pending = !deleted && is_pending_for_us(&pod);
         if pending {
@@ -206,20 +213,63 @@ impl Scheduler {
         pods: &mut broadcast::Receiver<Arc<Value>>,
         nodes: &mut broadcast::Receiver<Arc<Value>>,
     ) {
-        while let Ok(p) = pods.try_recv() {
-            self.observe_pod(p);
+        let mut lagged = false;
+        loop {
+            match pods.try_recv() {
+                Ok(p) => self.observe_pod(p),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
+                Err(_) => break,
+            }
         }
-        while let Ok(n) = nodes.try_recv() {
-            self.observe_node(n);
+        loop {
+            match nodes.try_recv() {
+                Ok(n) => self.observe_node(n),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
+                Err(_) => break,
+            }
+        }
+        // Missed changes: the informer stores are the truth.
+        if lagged {
+            self.resync();
         }
     }
 
+    /// Bring the cache in line with the informers after missed changes. Incremental: objects
+    /// the cache already holds (the same `Arc`) are not decoded again, and pods assumed on a
+    /// node keep their place, so a resync costs a pass over the keys, not a rebuild.
     fn resync(&mut self) {
-        self.cache = Cache::default();
-        for n in self.informers.nodes.store().list(None) {
-            self.cache.set_node(n);
+        tracing::debug!("scheduler cache resync");
+        let nodes = self.informers.nodes.store().list(None);
+        let live: HashSet<&str> = nodes.iter().map(|n| str_at(n, "/metadata/name")).collect();
+        let gone: Vec<String> = self
+            .cache
+            .nodes()
+            .iter()
+            .filter(|n| !live.contains(n.name.as_str()))
+            .map(|n| n.name.clone())
+            .collect();
+        for name in gone {
+            self.cache.remove_node(&name);
         }
-        for p in self.informers.pods.store().list(None) {
+        for n in nodes {
+            let same = self
+                .cache
+                .node(str_at(&n, "/metadata/name"))
+                .is_some_and(|info| Arc::ptr_eq(&info.node, &n));
+            if !same {
+                self.cache.set_node(n);
+            }
+        }
+        let pods = self.informers.pods.store().list(None);
+        let live: HashSet<String> = pods.iter().map(|p| pod_key(p)).collect();
+        for key in self.cache.pod_keys() {
+            if !live.contains(&key) {
+                self.cache.drop_pod(&key);
+                self.assumed.remove(&key);
+                self.queue.remove(&key);
+            }
+        }
+        for p in pods {
             self.observe_pod(p);
         }
         self.retry_parked();

@@ -414,6 +414,40 @@ mod tests {
     }
 
     #[test]
+    fn large_clusters_are_sampled_from_a_rotating_start() {
+        let nodes: Vec<NodeInfo> = (0..200)
+            .map(|i| {
+                node(json!({"metadata": {"name": format!("n{i:03}")},
+                    "status": {"allocatable": {"cpu": "4", "memory": "4Gi", "pods": "10"}}}))
+            })
+            .collect();
+        let images = HashMap::new();
+        let profile = Profile::default();
+        let p = pod(json!({"spec": {"containers": [{"name": "c"}]}}));
+        let mut rotation = Rotation::default();
+        // 200 nodes: 50% - 1% = 49% → 98, raised to the 100-node minimum.
+        let first = schedule(
+            &profile,
+            &cx(&nodes, &images),
+            &p,
+            &Nominated::new(),
+            &mut rotation,
+        );
+        assert_eq!(rotation.0, 100, "filtering stops once 100 nodes fit");
+        // All tie: the smallest name among the sampled ones wins, then the next sample.
+        assert_eq!(first.ok().as_deref(), Some("n000"));
+        let second = schedule(
+            &profile,
+            &cx(&nodes, &images),
+            &p,
+            &Nominated::new(),
+            &mut rotation,
+        );
+        assert_eq!(second.ok().as_deref(), Some("n100"));
+        assert_eq!(rotation.0, 0);
+    }
+
+    #[test]
     fn feasible_nodes_to_find_follows_upstream() {
         assert_eq!(num_feasible_nodes_to_find(50), 50);
         assert_eq!(num_feasible_nodes_to_find(150), 100);

@@ -301,10 +301,9 @@ mod tests {
     }
 
     fn run(p: &PodInfo, nodes: &[NodeInfo], pdbs: &[Arc<Value>]) -> Outcome {
-        let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let images = HashMap::new();
         let cx = Cluster {
-            nodes: &refs,
+            nodes,
             image_nodes: &images,
             runtime_class: &|_| None,
         };

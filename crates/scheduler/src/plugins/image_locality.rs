@@ -130,11 +130,12 @@ mod tests {
         let with = node(json!({"metadata": {"name": "a"}, "status": {"images": [
             {"names": ["big:1"], "sizeBytes": 500 * MB}, {"names": ["small:1"], "sizeBytes": 10 * MB}]}}));
         let without = node(json!({"metadata": {"name": "b"}}));
+        let all = [with.clone(), without.clone()];
         let nodes = [&with, &without];
         let image_nodes = HashMap::from([("big:1".to_string(), 1), ("small:1".to_string(), 1)]);
         let none = |_: &str| None;
         let cx = Cluster {
-            nodes: &nodes,
+            nodes: &all,
             image_nodes: &image_nodes,
             runtime_class: &none,
         };

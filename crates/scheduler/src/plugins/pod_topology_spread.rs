@@ -401,11 +401,10 @@ mod tests {
     }
 
     fn filter_all(p: &PodInfo, nodes: &[NodeInfo]) -> Vec<Status> {
-        let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let images = HashMap::new();
         let none = |_: &str| None;
         let cx = Cluster {
-            nodes: &refs,
+            nodes,
             image_nodes: &images,
             runtime_class: &none,
         };
@@ -498,11 +497,10 @@ mod tests {
     #[test]
     fn removing_a_pod_updates_the_counts() {
         let nodes = zones([1, 1, 1, 0]);
-        let refs: Vec<&NodeInfo> = nodes.iter().collect();
         let images = HashMap::new();
         let none = |_: &str| None;
         let cx = Cluster {
-            nodes: &refs,
+            nodes: &nodes,
             image_nodes: &images,
             runtime_class: &none,
         };
@@ -535,7 +533,7 @@ mod tests {
         let images = HashMap::new();
         let none = |_: &str| None;
         let cx = Cluster {
-            nodes: &refs,
+            nodes: &nodes,
             image_nodes: &images,
             runtime_class: &none,
         };

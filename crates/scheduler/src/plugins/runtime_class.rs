@@ -103,9 +103,8 @@ mod tests {
                 .map(|c| Arc::new(c.clone()))
         };
         let images = HashMap::new();
-        let nodes = [n];
         let cx = Cluster {
-            nodes: &nodes,
+            nodes: std::slice::from_ref(n),
             image_nodes: &images,
             runtime_class: &lookup,
         };
