@@ -72,6 +72,9 @@ pub struct Heartbeat {
     pub server_view: Option<std::sync::Arc<ledge_controller::Informer>>,
     /// Told whether each renewal reached the server.
     pub link: std::sync::Arc<crate::node_store::Link>,
+    /// True while the server renews the Lease itself (the tunnel is alive): no renewals are
+    /// sent then, only status changes.
+    pub renewed_by_server: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Heartbeat {
@@ -175,6 +178,49 @@ impl Heartbeat {
         Some(status::build(&facts, ip, &chrono_now(), Some(previous)))
     }
 
+    /// Renew the Lease once; false when the server could not be reached (the outage is
+    /// recorded, said once, and the status report skipped).
+    async fn renew_once(
+        &self,
+        lease: &mut Option<Value>,
+        outage: &mut Option<Instant>,
+        force_report: &mut bool,
+    ) -> bool {
+        let renewed = self.renew(lease.take()).await;
+        self.link.observe(&renewed);
+        match renewed {
+            Ok(l) => {
+                *lease = Some(l);
+                if let Some(since) = outage.take() {
+                    tracing::info!(
+                        node = %self.node,
+                        after_s = since.elapsed().as_secs(),
+                        "the server is reachable again; lease renewed"
+                    );
+                    *force_report = true;
+                }
+            }
+            Err(e) if retryable(&e) => {
+                if outage.is_none() {
+                    *outage = Some(Instant::now());
+                    tracing::warn!(
+                        node = %self.node,
+                        "cannot renew the node lease: {}; retrying every {:.0}s (the node turns NotReady on the server if this lasts)",
+                        e.message,
+                        self.lease_interval.as_secs_f64()
+                    );
+                } else {
+                    tracing::debug!(error = %e, "lease renewal failed again");
+                }
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.node, error = %e, "cannot renew the node lease")
+            }
+        }
+        true
+    }
+
     /// Renew and report until `cancel`. `reported` is the status sent at registration.
     ///
     /// # Cancel safety
@@ -188,6 +234,7 @@ impl Heartbeat {
         // The first tick reports: the Node may have existed with an older status.
         let mut force_report = true;
         let mut node_missing = false;
+        let mut created = false;
         let mut ticker = tokio::time::interval(self.lease_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -195,37 +242,18 @@ impl Heartbeat {
                 _ = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let renewed = self.renew(lease.take()).await;
-            self.link.observe(&renewed);
-            match renewed {
-                Ok(l) => {
-                    lease = Some(l);
-                    if let Some(since) = outage.take() {
-                        tracing::info!(
-                            node = %self.node,
-                            after_s = since.elapsed().as_secs(),
-                            "the server is reachable again; lease renewed"
-                        );
-                        force_report = true;
-                    }
-                }
-                Err(e) if retryable(&e) => {
-                    if outage.is_none() {
-                        outage = Some(Instant::now());
-                        tracing::warn!(
-                            node = %self.node,
-                            "cannot renew the node lease: {}; retrying every {:.0}s (the node turns NotReady on the server if this lasts)",
-                            e.message,
-                            self.lease_interval.as_secs_f64()
-                        );
-                    } else {
-                        tracing::debug!(error = %e, "lease renewal failed again");
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(node = %self.node, error = %e, "cannot renew the node lease")
-                }
+            // While the tunnel is alive the server renews the Lease: only the status is looked
+            // at. Otherwise (and until a failed renewal succeeds again) this side renews.
+            if *self.renewed_by_server.borrow() && outage.is_none() && created {
+                lease = None;
+            } else if self
+                .renew_once(&mut lease, &mut outage, &mut force_report)
+                .await
+            {
+                // The first renewal creates the Lease, which the server can then renew.
+                created = true;
+            } else {
+                continue;
             }
             let Some(status) = self.current_status(&last_status).await else {
                 continue;

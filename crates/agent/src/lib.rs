@@ -93,7 +93,10 @@ impl AgentOptions {
             node_taints: Vec::new(),
             node_ip: None,
             lease_interval: Duration::from_secs(10),
-            status_report_interval: Duration::from_secs(300),
+            // Kubelet reports every 5 minutes even when nothing changed; health comes from the
+            // Lease, so ledge reports changes as they happen and otherwise once an hour — each
+            // report is kilobytes on a metered uplink.
+            status_report_interval: Duration::from_secs(3600),
             csr_timeout: Duration::from_secs(300),
             runtimes: runtime::Runtimes::builtin(),
             backoff: pod::Backoff::default(),
@@ -212,7 +215,18 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         }
     };
     let client = client.with_request_timeout(request_timeout(opts.lease_interval));
-    let served = serve(&opts, &name, &client, &store, &link, ip, &machine, cancel);
+    let (renewed_by_server, renewals) = tokio::sync::watch::channel(false);
+    let served = serve(
+        &opts,
+        &name,
+        &client,
+        &store,
+        &link,
+        ip,
+        &machine,
+        renewed_by_server,
+        cancel,
+    );
     let (uid, _, status) = match registered {
         Some(r) => r,
         None => match register().await {
@@ -248,6 +262,7 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
             lease_interval: opts.lease_interval,
             report_every: opts.status_report_interval,
             link,
+            renewed_by_server: renewals,
         };
         heartbeat.run(status, cancel.clone()).await;
     }
@@ -291,6 +306,7 @@ fn serve(
     link: &Arc<Link>,
     ip: Option<IpAddr>,
     machine: &facts::Facts,
+    renewed_by_server: tokio::sync::watch::Sender<bool>,
     cancel: &CancellationToken,
 ) -> Served {
     let logs = Arc::new(logs::Logs::new(opts.data_dir.join("logs/pods")));
@@ -299,7 +315,13 @@ fn serve(
         logs: logs.clone(),
         exec: exec_targets.clone(),
     };
-    let tunnel = tokio::spawn(tunnel::run(client.clone(), services, cancel.child_token()));
+    let tunnel = tokio::spawn(tunnel::run(
+        client.clone(),
+        services,
+        opts.lease_interval,
+        renewed_by_server,
+        cancel.child_token(),
+    ));
     let api: Arc<dyn ledge_controller::Client> = Arc::new(client.clone());
     let cached: Arc<dyn ledge_controller::Client> =
         Arc::new(Cached::new(api, store.clone(), link.clone()));

@@ -34,18 +34,44 @@ pub const PROTOCOL: &str = "ledge-tunnel";
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Keep a tunnel open until `cancel`.
-pub async fn run(client: HttpClient, services: Services, cancel: CancellationToken) {
+/// The query parameter offering the lease interval and the header accepting it (see the
+/// server's `tunnel::accept`: the server renews the node's Lease while the tunnel lives).
+const RENEW_PARAM: &str = "renewMillis";
+const RENEW_HEADER: &str = "ledge-lease-renewal";
+
+/// Keep a tunnel open until `cancel`, offering the server to renew the node's Lease every
+/// `lease_interval` while it lives. `renewed_by_server` is true while the server does so (the
+/// heartbeat then sends no renewals of its own).
+pub async fn run(
+    client: HttpClient,
+    services: Services,
+    lease_interval: Duration,
+    renewed_by_server: tokio::sync::watch::Sender<bool>,
+    cancel: CancellationToken,
+) {
     let mut delay = Duration::from_millis(500);
+    let path = format!("{PATH}?{RENEW_PARAM}={}", lease_interval.as_millis());
     loop {
         let opened = tokio::select! {
-            r = client.open_tunnel(PATH, PROTOCOL) => r,
+            r = client.open_tunnel(&path, PROTOCOL) => r,
             _ = cancel.cancelled() => return,
         };
         match opened {
-            Ok(io) => {
+            Ok((io, headers)) => {
                 tracing::debug!("tunnel to the server open");
                 delay = Duration::from_millis(500);
+                let renews = headers.contains_key(RENEW_HEADER);
+                renewed_by_server.send_replace(renews);
+                // The server pings every three lease intervals; this side pings only if it has
+                // heard nothing for four (so, on a live link, never), and gives up after one more.
+                let (ping_every, ping_timeout) = if renews {
+                    (
+                        lease_interval * 4,
+                        lease_interval.max(Duration::from_secs(1)),
+                    )
+                } else {
+                    (Duration::from_secs(20), Duration::from_secs(20))
+                };
                 let services = services.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let services = services.clone();
@@ -53,8 +79,8 @@ pub async fn run(client: HttpClient, services: Services, cancel: CancellationTok
                 });
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
-                    .keep_alive_interval(Some(Duration::from_secs(20)))
-                    .keep_alive_timeout(Duration::from_secs(20))
+                    .keep_alive_interval(Some(ping_every))
+                    .keep_alive_timeout(ping_timeout)
                     .serve_connection(io, service);
                 tokio::select! {
                     r = conn => if let Err(e) = r {
@@ -62,6 +88,7 @@ pub async fn run(client: HttpClient, services: Services, cancel: CancellationTok
                     },
                     _ = cancel.cancelled() => return,
                 }
+                renewed_by_server.send_replace(false);
             }
             Err(e) => tracing::debug!(error = %e, "cannot open the tunnel; retrying"),
         }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -14,7 +15,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ledge_api::ApiError;
 
 use crate::auth::User;
@@ -159,15 +160,42 @@ pub fn node_of(user: &User) -> Option<&str> {
         .filter(|_| user.groups.iter().any(|g| g == "system:nodes"))
 }
 
+/// The query parameter in which an agent offers its lease interval (milliseconds), asking the
+/// server to renew its Lease while the tunnel is alive.
+pub const RENEW_PARAM: &str = "renewMillis";
+/// The response header by which the server accepts to renew (its interval, milliseconds).
+pub const RENEW_HEADER: &str = "ledge-lease-renewal";
+
+/// The lease interval an agent offered, if sane (0.5 s – 5 min).
+fn renew_interval(query: Option<&str>) -> Option<Duration> {
+    let ms: u64 = query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(RENEW_PARAM)?.strip_prefix('='))?
+        .parse()
+        .ok()?;
+    (500..=300_000)
+        .contains(&ms)
+        .then(|| Duration::from_millis(ms))
+}
+
 /// Accept an agent's tunnel: answer `101`, then run an HTTP/2 client over the connection.
+///
+/// Heartbeat economy (a ledge extension): an agent that offers its lease interval in
+/// [`RENEW_PARAM`] has its Lease renewed by the server at that interval for as long as the
+/// tunnel is alive, and sends no renewals of its own meanwhile. The tunnel's liveness is an
+/// HTTP/2 ping from the server every three intervals, unanswered within one: an idle node then
+/// costs one ping round trip every 30 s instead of a Lease write and its answer every 10 s.
+/// A dead tunnel stops the renewals, so the node turns Unknown as upstream, one ping period
+/// later at most.
 ///
 /// # Errors
 /// 403 for anyone but a node, 400 without the upgrade headers.
 pub fn accept(
-    tunnels: Arc<Tunnels>,
+    state: Arc<crate::state::ApiState>,
     user: &User,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let tunnels = state.tunnels.clone();
     let Some(node) = node_of(user).map(str::to_string) else {
         return Err(ApiError::forbidden(format!(
             "User {:?} cannot open a node tunnel: only node certificates can",
@@ -184,6 +212,7 @@ pub fn accept(
             "the tunnel needs `Upgrade: {PROTOCOL}`"
         )));
     }
+    let renew = renew_interval(req.uri().query());
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -192,28 +221,74 @@ pub fn accept(
                 return;
             }
         };
-        let (sender, conn) =
-            match hyper::client::conn::http2::handshake(TokioExecutor::new(), upgraded).await {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::debug!(node, error = %e, "tunnel handshake failed");
-                    return;
-                }
-            };
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        if let Some(every) = renew {
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive_interval(every * 3)
+                .keep_alive_timeout(every)
+                .keep_alive_while_idle(true);
+        }
+        let (sender, conn) = match builder.handshake(upgraded).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(node, error = %e, "tunnel handshake failed");
+                return;
+            }
+        };
         let id = tunnels.insert(&node, sender);
         tracing::debug!(node, "node tunnel open");
+        let renewer =
+            renew.map(|every| tokio::spawn(renew_lease(state.clone(), node.clone(), every)));
         if let Err(e) = conn.await {
             tracing::debug!(node, error = %e, "node tunnel ended");
         }
+        if let Some(r) = renewer {
+            r.abort();
+        }
         tunnels.remove(&node, id);
     });
-    Response::builder()
+    let mut resp = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, PROTOCOL)
-        .body(Body::default())
+        .header(header::UPGRADE, PROTOCOL);
+    if let Some(every) = renew {
+        resp = resp.header(RENEW_HEADER, every.as_millis().to_string());
+    }
+    resp.body(Body::default())
         .map_err(|e| ApiError::internal(e.to_string()))
 }
+
+/// Renew `node`'s Lease every `every` until aborted (the tunnel closed). A missing Lease is left
+/// to the agent, which creates it when it registers.
+async fn renew_lease(state: Arc<crate::state::ApiState>, node: String, every: Duration) {
+    use ledge_controller::Client as _;
+    use ledge_controller::kinds::LEASE;
+    let client = crate::client::LocalClient::new(state);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(Some(mut lease)) = client.get(&LEASE, Some(LEASE_NAMESPACE), &node).await else {
+            continue;
+        };
+        if lease
+            .pointer("/spec/holderIdentity")
+            .and_then(serde_json::Value::as_str)
+            != Some(node.as_str())
+        {
+            continue;
+        }
+        lease["spec"]["renewTime"] =
+            serde_json::Value::String(ledge_api::time::format_micro_time(chrono::Utc::now()));
+        if let Err(e) = client.update(&LEASE, Some(LEASE_NAMESPACE), lease).await {
+            tracing::debug!(node, error = %e, "cannot renew the node's lease");
+        }
+    }
+}
+
+/// Where node Leases live.
+const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// Forward an agent's streamed response to the client: same status and content type, the
 /// body passed on frame by frame until either side goes away.
@@ -247,4 +322,25 @@ pub fn channel_body(mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> TunnelBody {
             .map(|o| o.map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b))))
     }))
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_offer_a_sane_lease_interval_or_none() {
+        assert_eq!(
+            renew_interval(Some("renewMillis=10000")),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            renew_interval(Some("a=1&renewMillis=2000")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(renew_interval(None), None);
+        assert_eq!(renew_interval(Some("renewMillis=10")), None);
+        assert_eq!(renew_interval(Some("renewMillis=soon")), None);
+        assert_eq!(renew_interval(Some("renewMillisX=2000")), None);
+    }
 }

@@ -35,9 +35,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request (not a watch) may take, body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// HTTP/2 ping interval and the time a ping may go unanswered before the link counts as dead.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// HTTP/2 ping interval (after that long without hearing from the server) and the time a ping
+/// may go unanswered before the link counts as dead. Once a minute: on an idle node every ping
+/// is bytes on a metered link, and the tunnel's liveness and request timeouts notice a dead
+/// link sooner.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The largest response body read into memory.
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
@@ -288,7 +291,7 @@ impl HttpClient {
         &self,
         path: &str,
         protocol: &str,
-    ) -> Result<hyper::upgrade::Upgraded, ClientError> {
+    ) -> Result<(hyper::upgrade::Upgraded, http::HeaderMap), ClientError> {
         let i = &self.inner;
         let tcp = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -332,9 +335,11 @@ impl HttpClient {
                 resp.status()
             )));
         }
-        hyper::upgrade::on(resp)
+        let headers = resp.headers().clone();
+        let io = hyper::upgrade::on(resp)
             .await
-            .map_err(|e| self.unreachable(format!("tunnel upgrade failed: {e}")))
+            .map_err(|e| self.unreachable(format!("tunnel upgrade failed: {e}")))?;
+        Ok((io, headers))
     }
 
     /// The live connection and its id, dialled if there is none.

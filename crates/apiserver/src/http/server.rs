@@ -202,7 +202,7 @@ async fn route_request(
         return Err(ApiError::unauthorized());
     };
     if path == crate::tunnel::PATH && req.method() == Method::GET {
-        return crate::tunnel::accept(state.tunnels.clone(), &user, req);
+        return crate::tunnel::accept(state.clone(), &user, req);
     }
     let query = Query::parse(req.uri().query());
     let method = req.method().clone();
