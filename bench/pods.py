@@ -148,6 +148,7 @@ def run_pods(cluster: Cluster, ns: str, pods: list[dict]) -> list[float]:
         while p["metadata"]["name"] not in running and time.monotonic() < deadline:
             time.sleep(0.0005)
     done.wait(timeout=120)
+    # In creation order, so the slowest can be told apart from the first (cold) ones.
     return [(running[n] - sent[n]) * 1000 for n in sent if n in running]
 
 
@@ -208,6 +209,12 @@ def summary(name: str, lat: list[float], base: float | None) -> str:
     return f"| {name} | {p50:.1f} | {p99:.1f} | {ratio} |"
 
 
+def slowest(name: str, lat: list[float], n: int = 3) -> str:
+    """The n slowest samples as `#index ms` (index 0: the first pod created)."""
+    top = sorted(range(len(lat)), key=lambda i: -lat[i])[:n]
+    return f"  {name}: " + ", ".join(f"#{i} {lat[i]:.1f}" for i in top)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -255,6 +262,10 @@ def main() -> int:
     print(summary("ledge, Wasm HTTP component", wasm_lat, base))
     print(summary("ledge, native process (busybox httpd)", proc_lat, base))
     print(summary("baseline: `runc run -d` busybox bundle", runc_lat, base))
+    print("\nSlowest samples (creation index, ms):")
+    for name, lat in (("wasm", wasm_lat), ("process", proc_lat), ("runc", runc_lat)):
+        if lat:
+            print(slowest(name, lat))
     print(f"\nAgent RSS: idle {idle / 1024:.1f} MB"
           + (f", with {args.pods} Wasm HTTP pods running {busy / 1024:.1f} MB" if busy else ""))
     return 0

@@ -113,12 +113,20 @@ enum Command {
         /// 30 times this (kubelet: 10s up to 5m).
         #[arg(long, default_value = "10s", value_parser = ledge_app::parse_duration)]
         restart_backoff: Duration,
+        /// Port on 127.0.0.1 of the local API endpoint for the node's workloads: requests are
+        /// forwarded to the server as the node, and reads of the node's own objects are answered
+        /// from its node store while the server is unreachable (0 turns it off).
+        #[arg(long, default_value_t = 10261)]
+        local_api_port: u16,
     },
 }
 
 #[derive(Subcommand)]
 enum ImageCli {
     /// Import a Wasm module, a Wasm component or a native executable as an image.
+    ///
+    /// Wasm is compiled for this node on import, into the agent's compiled-code cache, so pods
+    /// start without compiling; a Wasm binary that does not compile is refused.
     Import {
         /// The file to import.
         file: PathBuf,
@@ -315,6 +323,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             node_ip,
             lease_interval,
             restart_backoff,
+            local_api_port,
         } => {
             let opts = ledge_app::AgentCliOptions {
                 server,
@@ -326,6 +335,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 node_ip,
                 lease_interval,
                 restart_backoff,
+                local_api_port,
             };
             runtime()?.block_on(ledge_app::run_agent(opts))
         }

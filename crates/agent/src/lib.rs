@@ -21,6 +21,7 @@ pub mod files;
 pub mod heartbeat;
 pub mod image;
 pub mod join;
+pub mod local_api;
 pub mod logs;
 pub mod node;
 pub mod node_store;
@@ -79,6 +80,8 @@ pub struct AgentOptions {
     pub runtimes: runtime::Runtimes,
     /// Container restart back-off (kubelet's 10 s doubling to 5 minutes).
     pub backoff: pod::Backoff,
+    /// Where the local API endpoint for the node's workloads listens (`None`: nowhere).
+    pub local_api: Option<std::net::SocketAddr>,
 }
 
 impl AgentOptions {
@@ -100,6 +103,10 @@ impl AgentOptions {
             csr_timeout: Duration::from_secs(300),
             runtimes: runtime::Runtimes::builtin(),
             backoff: pod::Backoff::default(),
+            local_api: Some(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                local_api::DEFAULT_PORT,
+            ))),
         }
     }
 
@@ -275,6 +282,11 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
 /// below it): short, so a node is back soon after its link.
 pub const RECONNECT_CAP: Duration = Duration::from_secs(5);
 
+/// The same for the watch of the node's own pods, which decides how soon a node that is back
+/// runs what changed while it was away. Attempts are cheap while the link is down: one
+/// connection attempt at a time, whoever makes it.
+pub const WATCH_RETRY_CAP: Duration = Duration::from_secs(2);
+
 /// How long one request may take before the link counts as dead: the lease interval (the
 /// heartbeat must not fall behind), within 2–30 s.
 fn request_timeout(lease_interval: Duration) -> Duration {
@@ -320,6 +332,7 @@ fn serve(
         services,
         opts.lease_interval,
         renewed_by_server,
+        link.clone(),
         cancel.child_token(),
     ));
     let api: Arc<dyn ledge_controller::Client> = Arc::new(client.clone());
@@ -365,7 +378,18 @@ fn serve(
         store.clone(),
         cancel.child_token(),
     ));
-    Served {
-        tasks: vec![tunnel, proxy, pods],
+    let mut tasks = vec![tunnel, proxy, pods];
+    if let Some(addr) = opts.local_api {
+        let api = Arc::new(local_api::LocalApi {
+            client: client.clone(),
+            store: store.clone(),
+            link: link.clone(),
+        });
+        tasks.push(tokio::spawn(local_api::run(
+            api,
+            addr,
+            cancel.child_token(),
+        )));
     }
+    Served { tasks }
 }

@@ -39,7 +39,8 @@ type Body = BoxBody<Bytes, Infallible>;
 const RENEW_PARAM: &str = "renewMillis";
 const RENEW_HEADER: &str = "ledge-lease-renewal";
 
-/// Keep a tunnel open until `cancel`, offering the server to renew the node's Lease every
+/// Keep a tunnel open until `cancel` (the [`Link`](crate::node_store::Link) follows it),
+/// offering the server to renew the node's Lease every
 /// `lease_interval` while it lives. `renewed_by_server` is true while the server does so (the
 /// heartbeat then sends no renewals of its own).
 pub async fn run(
@@ -47,6 +48,7 @@ pub async fn run(
     services: Services,
     lease_interval: Duration,
     renewed_by_server: tokio::sync::watch::Sender<bool>,
+    link: Arc<crate::node_store::Link>,
     cancel: CancellationToken,
 ) {
     let mut delay = Duration::from_millis(500);
@@ -62,6 +64,7 @@ pub async fn run(
                 delay = Duration::from_millis(500);
                 let renews = headers.contains_key(RENEW_HEADER);
                 renewed_by_server.send_replace(renews);
+                link.set_up(true);
                 // The server pings every three lease intervals; this side pings only if it has
                 // heard nothing for four (so, on a live link, never), and gives up after one more.
                 let (ping_every, ping_timeout) = if renews {
@@ -89,6 +92,9 @@ pub async fn run(
                     _ = cancel.cancelled() => return,
                 }
                 renewed_by_server.send_replace(false);
+                // Whatever ended it (a dead link, a server restart), the server is not known
+                // to be reachable until something reaches it again.
+                link.set_up(false);
             }
             Err(e) => tracing::debug!(error = %e, "cannot open the tunnel; retrying"),
         }

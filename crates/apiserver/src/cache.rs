@@ -48,6 +48,24 @@ pub struct Change {
 }
 
 impl Change {
+    /// A change, its JSON not yet encoded.
+    pub(crate) fn new(
+        kind: ChangeKind,
+        key: String,
+        revision: Revision,
+        object: impl Into<Arc<Value>>,
+        prev: Option<Arc<Value>>,
+    ) -> Self {
+        Self {
+            kind,
+            key,
+            revision,
+            object: object.into(),
+            prev,
+            json: std::sync::OnceLock::new(),
+        }
+    }
+
     /// The object serialised as JSON (computed on first use, then shared).
     pub fn object_json(&self) -> &bytes::Bytes {
         self.json.get_or_init(|| {
@@ -176,14 +194,7 @@ impl Cache {
             (EventKind::Put, None) => ChangeKind::Added,
             (EventKind::Put, Some(_)) => ChangeKind::Modified,
         };
-        let change = Arc::new(Change {
-            kind,
-            key: ev.kv.key,
-            revision,
-            object: decoded,
-            prev,
-            json: std::sync::OnceLock::new(),
-        });
+        let change = Arc::new(Change::new(kind, ev.kv.key, revision, decoded, prev));
         inner.history.push_back(change.clone());
         while inner.history.len() > self.capacity {
             if let Some(old) = inner.history.pop_front() {

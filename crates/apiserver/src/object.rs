@@ -11,13 +11,46 @@ pub fn decode_stored(bytes: &[u8], revision: Revision) -> Result<Value, serde_js
     Ok(obj)
 }
 
-/// Encode an object for storage, without its resourceVersion.
+/// Encode an object for storage, without its resourceVersion (serialised in place, not copied).
 pub fn encode_for_store(obj: &Value) -> Vec<u8> {
-    let mut copy = obj.clone();
-    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    let result = match obj.as_object() {
+        Some(map) => serde_json::to_vec(&ForStore(map)),
+        None => serde_json::to_vec(obj),
+    };
+    result.unwrap_or_default()
+}
+
+/// An object as stored: `metadata.resourceVersion` left out.
+struct ForStore<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for ForStore<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = ser.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            match v.as_object() {
+                Some(meta) if k == "metadata" => out.serialize_entry(k, &WithoutRv(meta))?,
+                _ => out.serialize_entry(k, v)?,
+            }
+        }
+        out.end()
     }
-    serde_json::to_vec(&copy).unwrap_or_default()
+}
+
+/// `metadata` without `resourceVersion`.
+struct WithoutRv<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for WithoutRv<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = ser.serialize_map(None)?;
+        for (k, v) in self.0 {
+            if k != "resourceVersion" {
+                out.serialize_entry(k, v)?;
+            }
+        }
+        out.end()
+    }
 }
 
 /// Set `metadata.resourceVersion`.
@@ -97,16 +130,52 @@ pub fn is_deleting(obj: &Value) -> bool {
 
 pub use ledge_api::time::now as now_rfc3339;
 
-/// The object with only the content compared for generation bumps (no metadata, no status).
-pub fn spec_part(obj: &Value) -> Map<String, Value> {
-    obj.as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether two objects differ in the content compared for generation bumps (everything but
+/// metadata, status, apiVersion and kind), compared in place.
+pub fn spec_differs(a: &Value, b: &Value) -> bool {
+    fn spec(v: &Value) -> impl Iterator<Item = (&String, &Value)> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+    }
+    let b_map = b.as_object();
+    spec(a).count() != spec(b).count()
+        || spec(a).any(|(k, v)| b_map.and_then(|m| m.get(k)) != Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn stored_encoding_leaves_out_only_the_resource_version() {
+        let obj = json!({
+            "kind": "Pod",
+            "metadata": {"name": "a", "resourceVersion": "7", "labels": {"resourceVersion": "x"}},
+            "spec": {"resourceVersion": "kept"},
+        });
+        let stored: Value = serde_json::from_slice(&encode_for_store(&obj)).unwrap();
+        assert_eq!(
+            stored,
+            json!({
+                "kind": "Pod",
+                "metadata": {"name": "a", "labels": {"resourceVersion": "x"}},
+                "spec": {"resourceVersion": "kept"},
+            })
+        );
+        assert_eq!(decode_stored(&encode_for_store(&obj), 7).unwrap(), obj);
+    }
+
+    #[test]
+    fn spec_differs_ignores_metadata_status_and_type() {
+        let a = json!({"kind": "A", "metadata": {"name": "x"}, "spec": {"n": 1}, "status": {}});
+        let b = json!({"kind": "B", "metadata": {"name": "y"}, "spec": {"n": 1}});
+        assert!(!spec_differs(&a, &b));
+        assert!(spec_differs(&a, &json!({"spec": {"n": 2}})));
+        assert!(spec_differs(&a, &json!({"spec": {"n": 1}, "data": {}})));
+        assert!(spec_differs(&json!({"data": {}}), &json!({"spec": {}})));
+    }
 }

@@ -29,6 +29,8 @@ pub struct AgentCliOptions {
     pub lease_interval: Duration,
     /// `--restart-backoff`: the first delay before a container is restarted.
     pub restart_backoff: Duration,
+    /// `--local-api-port` (0: none).
+    pub local_api_port: u16,
 }
 
 /// Turn command-line options into agent options (labels and taints checked here).
@@ -50,6 +52,8 @@ pub fn agent_options(cli: AgentCliOptions) -> anyhow::Result<ledge_agent::AgentO
     opts.node_taints = taints;
     opts.node_ip = cli.node_ip;
     opts.lease_interval = cli.lease_interval;
+    opts.local_api = (cli.local_api_port != 0)
+        .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], cli.local_api_port)));
     opts.runtimes = runtimes(&opts.data_dir)?;
     if cli.restart_backoff.is_zero() {
         return Err(anyhow!("--restart-backoff must be longer than zero"));

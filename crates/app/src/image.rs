@@ -201,3 +201,61 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compiled files of the agent's Wasm cache under `data_dir`.
+    fn cached(data_dir: &Path) -> Vec<String> {
+        let mut names = Vec::new();
+        for engine in std::fs::read_dir(data_dir.join("wasm-cache")).unwrap() {
+            for f in std::fs::read_dir(engine.unwrap().path()).unwrap() {
+                names.push(f.unwrap().file_name().to_string_lossy().into_owned());
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn importing_wasm_compiles_it_into_the_agents_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("agent");
+        let file = tmp.path().join("empty.wasm");
+        // The smallest valid core module: the header alone.
+        std::fs::write(&file, b"\0asm\x01\0\0\0").unwrap();
+        let import = |name: &str| ImageCommand::Import {
+            file: file.clone(),
+            name: name.into(),
+        };
+        run_image(&data_dir, import("empty:1")).unwrap();
+        let (_, record) = ImageStore::new(&data_dir)
+            .resolve("empty:1")
+            .unwrap()
+            .unwrap();
+        let hex = record.digest.strip_prefix("sha256:").unwrap();
+        assert_eq!(cached(&data_dir), vec![format!("{hex}.cwasm")]);
+        // Importing it again under another name compiles nothing new.
+        run_image(&data_dir, import("empty:2")).unwrap();
+        assert_eq!(cached(&data_dir), vec![format!("{hex}.cwasm")]);
+    }
+
+    #[test]
+    fn wasm_that_does_not_compile_is_refused_and_not_stored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("agent");
+        let file = tmp.path().join("broken.wasm");
+        // A valid header, then a type section that claims more than there is.
+        std::fs::write(&file, b"\0asm\x01\0\0\0\x01\x05\x01\x60").unwrap();
+        let err = run_image(
+            &data_dir,
+            ImageCommand::Import {
+                file,
+                name: "broken:1".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("does not compile"), "{err:#}");
+        assert!(ImageStore::new(&data_dir).list().unwrap().is_empty());
+    }
+}

@@ -57,6 +57,7 @@ pub async fn run_up(opts: UpOptions) -> anyhow::Result<()> {
         node_ip: None,
         lease_interval: Duration::from_secs(10),
         restart_backoff: opts.restart_backoff,
+        local_api_port: ledge_agent::local_api::DEFAULT_PORT,
     };
     let mut agent_opts = crate::agent_options(cli)?;
     agent_opts.node_ip =

@@ -44,8 +44,8 @@ impl Store {
             .collect()
     }
 
-    pub(crate) fn put(&self, obj: Value) -> Arc<Value> {
-        let obj = Arc::new(obj);
+    pub(crate) fn put(&self, obj: impl Into<Arc<Value>>) -> Arc<Value> {
+        let obj = obj.into();
         let key = ObjectKey::of(&obj);
         self.objects
             .write()
@@ -257,7 +257,7 @@ impl Informer {
                         resource_version = rv(&obj).to_string();
                         self.observe(&resource_version);
                         self.store.remove(&obj);
-                        self.emit(Arc::new(obj));
+                        self.emit(obj);
                     }
                 }
             }

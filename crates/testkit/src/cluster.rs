@@ -38,6 +38,8 @@ pub struct ClusterOptions {
     pub server_args: Vec<String>,
     /// Further `ledge agent` flags (every agent).
     pub agent_args: Vec<String>,
+    /// The `ledge` binary to run; `None`: [`ledge_bin`] (`$LEDGE_BIN`, else the debug build).
+    pub bin: Option<PathBuf>,
 }
 
 impl Default for ClusterOptions {
@@ -48,6 +50,7 @@ impl Default for ClusterOptions {
             ready_timeout: Duration::from_secs(120),
             server_args: Vec::new(),
             agent_args: Vec::new(),
+            bin: None,
         }
     }
 }
@@ -99,7 +102,10 @@ impl Cluster {
     /// Starts a server on a new host `server` and `agents` agents on new hosts `edge-1` ...,
     /// and waits until the API is ready and every Node is Ready.
     pub fn start(bed: Bed, agents: usize, opts: ClusterOptions) -> Result<Cluster> {
-        let bin = ledge_bin()?;
+        let bin = match &opts.bin {
+            Some(bin) => bin.clone(),
+            None => ledge_bin()?,
+        };
         let host = bed.add_host("server")?;
         let data_dir = host.dir()?.join("data");
         let ip = host.ip().to_string();
@@ -167,6 +173,11 @@ impl Cluster {
             data_dir,
         });
         Ok(self.agents.last().expect("just pushed"))
+    }
+
+    /// The `ledge` binary the cluster runs (for `ledge image import` and other commands).
+    pub fn bin(&self) -> &Path {
+        &self.bin
     }
 
     /// The bed the cluster runs on.

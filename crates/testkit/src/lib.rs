@@ -2,7 +2,8 @@
 //! in its own Linux network namespace on a private Ethernet segment, with the means to break the
 //! network between them (cut a link, add delay and loss) and to crash and restart processes.
 //!
-//! - [`netns`]: the [`Bed`] (namespaces, bridge, links, `cut`/`restore`, `netem`, byte counters)
+//! - [`netns`]: the [`Bed`] (namespaces, bridge, links, `cut`/`restore`, `netem`, byte and packet
+//!   counters; `Bed::new_in` puts its files on a chosen disk)
 //!   and its [`Host`]s (`spawn` a process, `exec` a command inside a namespace).
 //! - [`process`]: [`Proc`], a spawned process (`kill`, `stop`, `restart`, log file).
 //! - [`cluster`]: [`Cluster`], a server and joined agents on a bed, and the real `kubectl`.
@@ -38,6 +39,6 @@ pub mod wait;
 
 pub use cluster::{Cluster, ClusterOptions, Member, ledge_bin};
 pub use error::{Error, Result};
-pub use netns::{Bed, Host, LinkBytes};
+pub use netns::{Bed, Host, LinkBytes, LinkCounters, LinkPackets};
 pub use process::Proc;
 pub use wait::wait_for;

@@ -86,10 +86,35 @@ pub struct LinkBytes {
     pub received: u64,
 }
 
+/// Packets on a host's link since it was created, as the host sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkPackets {
+    /// Packets the host sent (including what a cut link dropped).
+    pub sent: u64,
+    /// Packets delivered to the host.
+    pub received: u64,
+}
+
+/// Bytes and packets on a host's link, read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkCounters {
+    /// Bytes (Ethernet frames, headers included).
+    pub bytes: LinkBytes,
+    /// Frames.
+    pub packets: LinkPackets,
+}
+
 impl Bed {
     /// Creates a bed named after `prefix` (lower-case letters, digits, `-`; at most 20), after
     /// removing namespaces of earlier beds whose test process is gone.
     pub fn new(prefix: &str) -> Result<Bed> {
+        Bed::new_in(&std::env::temp_dir(), prefix)
+    }
+
+    /// Like [`Bed::new`], with the bed's directory (logs, data dirs) created under `parent`
+    /// instead of the system's temporary directory — for measurements that need the data dirs
+    /// on a real disk when `/tmp` is a tmpfs.
+    pub fn new_in(parent: &Path, prefix: &str) -> Result<Bed> {
         check_label("bed prefix", prefix, 20)?;
         remove_stale();
         let pid = std::process::id();
@@ -97,10 +122,10 @@ impl Bed {
         let id = format!("{FAMILY}{pid}-{seq}-{prefix}");
         let tempdir = tempfile::Builder::new()
             .prefix(&format!("{id}-"))
-            .tempdir()
+            .tempdir_in(parent)
             .map_err(|source| Error::Io {
                 what: "cannot create a temporary directory in",
-                path: std::env::temp_dir(),
+                path: parent.to_path_buf(),
                 source,
             })?;
         let bed = Bed {
@@ -337,6 +362,11 @@ impl Host {
 
     /// Bytes on the host's link so far, from the hub end's counters (for bandwidth use).
     pub fn link_bytes(&self) -> Result<LinkBytes> {
+        Ok(self.link_counters()?.bytes)
+    }
+
+    /// Bytes and packets on the host's link so far, read together from the hub end's counters.
+    pub fn link_counters(&self) -> Result<LinkCounters> {
         let (hub, dev) = (&self.shared.hub, &self.link.hub_if);
         let out = ip(&["-j", "-s", "-n", hub, "link", "show", "dev", dev])?;
         let bad = |detail: String| Error::Output {
@@ -346,15 +376,21 @@ impl Host {
         let json: serde_json::Value =
             serde_json::from_slice(&out.stdout).map_err(|e| bad(e.to_string()))?;
         let stats = &json[0]["stats64"];
-        let get = |dir: &str| {
-            stats[dir]["bytes"]
+        let get = |dir: &str, what: &str| {
+            stats[dir][what]
                 .as_u64()
-                .ok_or_else(|| bad(format!("no stats64.{dir}.bytes in {json}")))
+                .ok_or_else(|| bad(format!("no stats64.{dir}.{what} in {json}")))
         };
         // The hub end receives what the host sends.
-        Ok(LinkBytes {
-            sent: get("rx")?,
-            received: get("tx")?,
+        Ok(LinkCounters {
+            bytes: LinkBytes {
+                sent: get("rx", "bytes")?,
+                received: get("tx", "bytes")?,
+            },
+            packets: LinkPackets {
+                sent: get("rx", "packets")?,
+                received: get("tx", "packets")?,
+            },
         })
     }
 

@@ -198,6 +198,43 @@ fn answers(host: &Host) -> bool {
     }
 }
 
+/// The pods of edge-1, as a workload on it would list them.
+const PODS_OF_EDGE_1: &str = "/api/v1/namespaces/default/pods?fieldSelector=spec.nodeName%3Dedge-1";
+
+/// A request to the agent's local API endpoint from inside its namespace: status, headers, body.
+fn local_api(host: &Host, method: &str, path: &str) -> (u16, String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--max-time", "10", "-D", "-", "-X", method]);
+    if method != "GET" {
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#,
+        ]);
+    }
+    cmd.arg(format!("http://127.0.0.1:10261{path}"));
+    let out = host.exec(&cmd).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head.to_lowercase(), body.to_string())
+}
+
+fn pod_names(list: &str) -> BTreeSet<String> {
+    let v: Value = serde_json::from_str(list).unwrap_or(Value::Null);
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
 #[test]
 #[ignore = "needs root, ip netns and LEDGE_BIN: run by test.sh's e2e stage"]
 fn a_partitioned_node_keeps_serving_and_returns_without_churn() {
@@ -208,10 +245,29 @@ fn a_partitioned_node_keeps_serving_and_returns_without_churn() {
     let edge = cluster.agent("edge-1").unwrap();
     assert!(answers(edge.host()));
 
+    // The node's local API endpoint: the server's answer while online...
+    let online = local_api(edge.host(), "GET", PODS_OF_EDGE_1);
+    assert_eq!(online.0, 200, "{}", online.2);
+    assert_eq!(pod_names(&online.2).len(), 2, "{}", online.2);
+    assert!(!online.1.contains("offline copy"), "{}", online.1);
+
     edge.host().cut().unwrap();
     cluster
         .wait_node_ready("edge-1", "Unknown", EVENTUAL)
         .unwrap();
+    // ... the node store's while offline, with a warning; writes get a clear 503.
+    let cached = local_api(edge.host(), "GET", PODS_OF_EDGE_1);
+    assert_eq!(cached.0, 200, "{}", cached.2);
+    assert_eq!(pod_names(&cached.2), pod_names(&online.2));
+    assert!(cached.1.contains("offline copy"), "{}", cached.1);
+    let write = local_api(edge.host(), "POST", "/api/v1/namespaces/default/configmaps");
+    assert_eq!(write.0, 503, "{}", write.2);
+    let status: Value = serde_json::from_str(&write.2).unwrap();
+    assert_eq!(status["reason"], "ServiceUnavailable");
+    assert!(
+        status["message"].as_str().unwrap().contains("offline"),
+        "{status}"
+    );
     // Past the grace period: still serving, and nothing replaced anywhere.
     for _ in 0..5 {
         assert!(answers(edge.host()), "the cut-off node stopped serving");

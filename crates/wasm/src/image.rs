@@ -148,10 +148,12 @@ impl Images {
         digest: String,
         kind: Kind,
     ) -> Result<Arc<Program>, RuntimeError> {
+        let started = std::time::Instant::now();
         let compiled = self
             .disk
             .load(&self.engine, &digest, kind, path)
             .map_err(|e| load_error(image, e))?;
+        tracing::debug!(image, elapsed = ?started.elapsed(), "loaded compiled wasm");
         let kind = match compiled {
             Compiled::Module(module) => {
                 if !matches!(
@@ -212,6 +214,7 @@ impl Images {
                 }
             }
         };
+        tracing::debug!(image, elapsed = ?started.elapsed(), "wasm program ready");
         Ok(Arc::new(Program { digest, kind }))
     }
 }
@@ -245,7 +248,11 @@ impl Digests {
     }
 
     /// The digest and kind of the file (blocking).
-    pub(crate) fn identify(&self, image: &str, path: &Path) -> Result<(String, Kind), RuntimeError> {
+    pub(crate) fn identify(
+        &self,
+        image: &str,
+        path: &Path,
+    ) -> Result<(String, Kind), RuntimeError> {
         let not_found = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 RuntimeError::ImageNotFound(image.to_owned())
@@ -295,7 +302,6 @@ impl Digests {
         let (id, digest, kind) = digests.get(path)?;
         (*id == FileId::of(meta)).then(|| (digest.clone(), *kind))
     }
-
 }
 
 /// Core module or component, from the 8-byte preamble: `\0asm`, then a 16-bit version and a

@@ -131,14 +131,7 @@ impl WasmRuntime {
         let wants_ports = spec.ports.iter().any(|p| p.protocol == Protocol::Tcp);
         match &program.kind {
             ProgramKind::Module(pre) => {
-                command::start(
-                    engine,
-                    &Entry::P1(pre.clone()),
-                    guest,
-                    spec.limits,
-                    tick,
-                )
-                .await
+                command::start(engine, &Entry::P1(pre.clone()), guest, spec.limits, tick).await
             }
             // A component exporting both worlds serves HTTP when the container declares a port.
             ProgramKind::Component {
@@ -157,16 +150,7 @@ impl WasmRuntime {
             }
             ProgramKind::Component {
                 command: Some(pre), ..
-            } => {
-                command::start(
-                    engine,
-                    &Entry::P2(pre.clone()),
-                    guest,
-                    spec.limits,
-                    tick,
-                )
-                .await
-            }
+            } => command::start(engine, &Entry::P2(pre.clone()), guest, spec.limits, tick).await,
             ProgramKind::Component {
                 proxy: Some(pre), ..
             } => {
@@ -202,19 +186,26 @@ impl Shared {
             return Ok(running.clone());
         }
         let config = &self.config;
+        let started = std::time::Instant::now();
         let max_instances = config.resolved_max_instances();
         let engine =
             engine::build(max_instances).map_err(|e| InitError::Engine(format!("{e:#}")))?;
-        let disk = DiskCache::open(&config.cache_dir, &engine, self.locks.clone()).map_err(
-            |source| InitError::CacheDir {
-                path: config.cache_dir.clone(),
-                source,
-            },
-        )?;
+        let disk =
+            DiskCache::open(&config.cache_dir, &engine, self.locks.clone()).map_err(|source| {
+                InitError::CacheDir {
+                    path: config.cache_dir.clone(),
+                    source,
+                }
+            })?;
         let images = Images::new(engine.clone(), disk, self.digests.clone())
             .map_err(|e| InitError::Engine(format!("{e:#}")))?;
         let ticker = Ticker::start(&engine, config.epoch_tick).map_err(InitError::Ticker)?;
-        tracing::info!(max_instances, cache = %config.cache_dir.display(), "wasm engine started");
+        tracing::info!(
+            max_instances,
+            cache = %config.cache_dir.display(),
+            elapsed = ?started.elapsed(),
+            "wasm engine started"
+        );
         let running = Arc::new(Running {
             engine,
             images: Arc::new(images),

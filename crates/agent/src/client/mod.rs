@@ -375,6 +375,7 @@ impl HttpClient {
         method: &Method,
         path_and_query: &str,
         body: &Option<Bytes>,
+        content_type: Option<&str>,
     ) -> Result<Request<Full<Bytes>>, ClientError> {
         let uri = format!("https://{}{path_and_query}", self.inner.authority);
         let mut req = Request::builder()
@@ -386,7 +387,10 @@ impl HttpClient {
                 concat!("ledge-agent/", env!("CARGO_PKG_VERSION")),
             );
         if body.is_some() {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
+            req = req.header(
+                http::header::CONTENT_TYPE,
+                content_type.unwrap_or("application/json"),
+            );
         }
         if let Some(b) = &self.inner.bearer {
             req = req.header(http::header::AUTHORIZATION, b.clone());
@@ -406,8 +410,28 @@ impl HttpClient {
         path_and_query: &str,
         body: Option<Bytes>,
     ) -> Result<Response<Incoming>, ClientError> {
-        self.send_on(method, path_and_query, body, &AtomicU64::new(0))
+        self.send_on(method, path_and_query, body, None, &AtomicU64::new(0))
             .await
+    }
+
+    /// [`send`](Self::send) with the body's content type (JSON when `None`): a PATCH forwarded
+    /// as it came (`application/merge-patch+json`, ...).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+        content_type: Option<&str>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let used = AtomicU64::new(0);
+        let sent = self.send_on(method, path_and_query, body, content_type, &used);
+        match tokio::time::timeout(self.request_timeout, sent).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.forget_connection(used.load(Ordering::Relaxed)).await;
+                Err(self.unreachable("the request timed out"))
+            }
+        }
     }
 
     /// [`send`](Self::send), noting in `used` the id of the connection it went out on.
@@ -416,13 +440,14 @@ impl HttpClient {
         method: Method,
         path_and_query: &str,
         body: Option<Bytes>,
+        content_type: Option<&str>,
         used: &AtomicU64,
     ) -> Result<Response<Incoming>, ClientError> {
         let mut retried = false;
         loop {
             let (mut sender, id) = self.sender().await?;
             used.store(id, Ordering::Relaxed);
-            let req = self.build(&method, path_and_query, &body)?;
+            let req = self.build(&method, path_and_query, &body, content_type)?;
             let attempt = async {
                 sender.ready().await?;
                 sender.send_request(req).await
@@ -451,7 +476,9 @@ impl HttpClient {
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let used = AtomicU64::new(0);
         let exchange = async {
-            let resp = self.send_on(method, path_and_query, body, &used).await?;
+            let resp = self
+                .send_on(method, path_and_query, body, None, &used)
+                .await?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()

@@ -26,6 +26,11 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
+    /// Record that the server was (not) reached.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+    }
+
     /// Record the outcome of a request: any answer from the server (even an error status) means
     /// the link is up; 503 from the client means it could not get one.
     pub fn observe<T>(&self, result: &Result<T, ApiError>) {

@@ -128,7 +128,7 @@ pub async fn run(
         );
     }
     let informer =
-        Informer::start_with_retry_cap(pods, POD, cancel.child_token(), crate::RECONNECT_CAP);
+        Informer::start_with_retry_cap(pods, POD, cancel.child_token(), crate::WATCH_RETRY_CAP);
     let mut changes = informer.subscribe();
     let synced = informer.wait_synced();
     tokio::pin!(synced);

@@ -263,7 +263,7 @@ pub async fn write_update(
     let old_rv = object::resource_version(old).unwrap_or(0);
     carry_over(res, u.part, old, &mut new);
     res.strategy.defaults(&mut new);
-    if res.strategy.tracks_generation() && object::spec_part(&new) != object::spec_part(old) {
+    if res.strategy.tracks_generation() && object::spec_differs(&new, old) {
         let g = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -298,11 +298,11 @@ pub async fn write_update(
         object::set_resource_version(&mut new, kv.mod_revision);
         return Ok(new);
     }
-    let mut cmp_new = new.clone();
-    object::set_resource_version(&mut cmp_new, old_rv);
-    if &cmp_new == old {
+    // The stored encoding leaves the resourceVersion out, so it can be set before comparing.
+    object::set_resource_version(&mut new, old_rv);
+    if &new == old {
         // Nothing changed: upstream skips the write and returns the object as is.
-        return Ok(cmp_new);
+        return Ok(new);
     }
     let kv = state
         .store
