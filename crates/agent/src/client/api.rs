@@ -232,7 +232,7 @@ impl HttpClient {
 
     async fn open_watch(&self, path: &str) -> Result<Incoming, ApiError> {
         let used = std::sync::atomic::AtomicU64::new(0);
-        let sent = self.send_on(Method::GET, path, None, &used);
+        let sent = self.send_on(Method::GET, path, None, None, &used);
         let resp = match tokio::time::timeout(self.request_timeout, sent).await {
             Ok(sent) => sent?,
             Err(_) => {
