@@ -87,7 +87,7 @@ impl LocalClient {
 }
 
 fn to_event(change: &Change) -> WatchEvent {
-    let obj = (*change.object).clone();
+    let obj = change.object.clone();
     match change.kind {
         ChangeKind::Added => WatchEvent::Added(obj),
         ChangeKind::Modified => WatchEvent::Modified(obj),
@@ -262,7 +262,7 @@ impl Client for LocalClient {
                 (
                     snap.items
                         .iter()
-                        .map(|o| WatchEvent::Added((**o).clone()))
+                        .map(|o| WatchEvent::Added(o.clone()))
                         .collect(),
                     sub,
                 )

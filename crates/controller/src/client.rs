@@ -3,6 +3,7 @@
 //! JSON, errors are Kubernetes `Status` errors.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use ledge_api::ApiError;
 use serde_json::Value;
@@ -56,15 +57,16 @@ impl Kind {
     }
 }
 
-/// One watch event.
+/// One watch event. Objects are shared, not copied: an in-process watch hands every subscriber
+/// the watch cache's own decoded object.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WatchEvent {
     /// Created, or entered the watched set.
-    Added(Value),
+    Added(Arc<Value>),
     /// Changed.
-    Modified(Value),
+    Modified(Arc<Value>),
     /// Deleted, or left the watched set (last state).
-    Deleted(Value),
+    Deleted(Arc<Value>),
     /// Progress marker with a resourceVersion.
     Bookmark(String),
 }

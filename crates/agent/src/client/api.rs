@@ -270,9 +270,9 @@ fn parse_event(line: &[u8]) -> Option<Result<WatchEvent, ApiError>> {
     };
     let object = v.get("object").cloned().unwrap_or(Value::Null);
     let event = match v.get("type").and_then(Value::as_str)? {
-        "ADDED" => WatchEvent::Added(object),
-        "MODIFIED" => WatchEvent::Modified(object),
-        "DELETED" => WatchEvent::Deleted(object),
+        "ADDED" => WatchEvent::Added(object.into()),
+        "MODIFIED" => WatchEvent::Modified(object.into()),
+        "DELETED" => WatchEvent::Deleted(object.into()),
         "BOOKMARK" => WatchEvent::Bookmark(meta(&object, "resourceVersion")?.to_string()),
         "ERROR" => return Some(Err(error_from_value(&object, 500))),
         _ => return None,

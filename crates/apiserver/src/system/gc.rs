@@ -73,31 +73,10 @@ pub async fn run(state: Arc<ApiState>) {
     super::follow(
         state,
         async move |state, change: Arc<Change>| {
-            let deleted = change.kind == ChangeKind::Deleted;
-            let mut keys: Vec<String> = Vec::new();
-            {
-                let mut g = g1.lock().await;
-                let prev_owners = g.owners_of.get(&change.key).cloned().unwrap_or_default();
-                g.observe(&change.key, &change.object, deleted);
-                // Owners this object pointed at may be waiting for it to go or let go.
-                for o in prev_owners {
-                    if let Some(k) = g.alive.get(&o) {
-                        keys.push(k.clone());
-                    }
-                }
-                if let Some(uid) = object::uid(&change.object)
-                    && let Some(deps) = g.dependents.get(uid)
-                {
-                    keys.extend(deps.iter().cloned());
-                }
-                if !deleted && g.owners_of.contains_key(&change.key) {
-                    keys.push(change.key.clone());
-                }
-                if !deleted && object::is_deleting(&change.object) {
-                    keys.push(change.key.clone());
-                }
+            let keys = g1.lock().await.on_change(&change);
+            if !keys.is_empty() {
+                process(state, &g1, keys).await;
             }
-            process(state, &g1, keys).await;
         },
         async move |state| {
             let all = state.cache.list("/registry/", None).items;
@@ -119,6 +98,52 @@ pub async fn run(state: Arc<ApiState>) {
         },
     )
     .await;
+}
+
+impl Graph {
+    /// Record one change; returns the keys whose objects may need collecting, finalizing or
+    /// releasing because of it (usually none).
+    fn on_change(&mut self, change: &Change) -> Vec<String> {
+        if change.kind == ChangeKind::Modified
+            && let Some(prev) = &change.prev
+            && !gc_relevant_change(prev, &change.object)
+        {
+            // Status writes, bindings, label edits: nothing the collector looks at moved.
+            return Vec::new();
+        }
+        let deleted = change.kind == ChangeKind::Deleted;
+        let mut keys = Vec::new();
+        let prev_owners = self.owners_of.get(&change.key).cloned().unwrap_or_default();
+        self.observe(&change.key, &change.object, deleted);
+        // Owners this object pointed at may be waiting for it to go or let go.
+        for o in prev_owners {
+            if let Some(k) = self.alive.get(&o) {
+                keys.push(k.clone());
+            }
+        }
+        if let Some(uid) = object::uid(&change.object)
+            && let Some(deps) = self.dependents.get(uid)
+        {
+            keys.extend(deps.iter().cloned());
+        }
+        if !deleted
+            && (self.owners_of.contains_key(&change.key) || object::is_deleting(&change.object))
+        {
+            keys.push(change.key.clone());
+        }
+        keys
+    }
+}
+
+/// Whether an update changed what the collector decides on: identity, owners, deletion state
+/// or finalizers.
+fn gc_relevant_change(prev: &Value, cur: &Value) -> bool {
+    fn meta<'a>(v: &'a Value, field: &str) -> Option<&'a Value> {
+        v.get("metadata").and_then(|m| m.get(field))
+    }
+    ["uid", "ownerReferences", "deletionTimestamp", "finalizers"]
+        .iter()
+        .any(|f| meta(prev, f) != meta(cur, f))
 }
 
 fn owner_uids(obj: &Value) -> Vec<String> {
@@ -308,4 +333,41 @@ async fn finish_owner(state: &ApiState, graph: &Arc<Mutex<Graph>>, uid: &str) {
         Some(c)
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn change(kind: ChangeKind, object: Value, prev: Option<Value>) -> Change {
+        Change::new(
+            kind,
+            "/registry/x/ns/a".into(),
+            2,
+            object,
+            prev.map(Arc::new),
+        )
+    }
+
+    #[test]
+    fn updates_that_leave_owners_and_deletion_alone_cost_nothing() {
+        let mut g = Graph::default();
+        let pod = json!({"metadata": {"uid": "p", "ownerReferences": [{"uid": "rs"}]}});
+        let keys = g.on_change(&change(ChangeKind::Added, pod.clone(), None));
+        assert_eq!(keys, vec!["/registry/x/ns/a".to_string()]);
+        let mut bound = pod.clone();
+        bound["spec"] = json!({"nodeName": "n1"});
+        assert!(
+            g.on_change(&change(ChangeKind::Modified, bound.clone(), Some(pod)))
+                .is_empty()
+        );
+        let mut deleting = bound.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert!(
+            !g.on_change(&change(ChangeKind::Modified, deleting, Some(bound)))
+                .is_empty()
+        );
+    }
 }

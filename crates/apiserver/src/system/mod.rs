@@ -33,24 +33,57 @@ pub fn start(state: Arc<ApiState>) {
     tokio::spawn(gc::run(state));
 }
 
-/// Follow every change in the cache from now on, calling `on_change` for each; on lag
-/// (`on_change` too slow), call `resync` and carry on.
+/// Follow every change in the cache from now on, calling `on_change` for each. When
+/// `on_change` falls behind the live stream, the missed changes are replayed from the cache's
+/// history; only when they have left the history too (changes truly lost) is `resync` called,
+/// once, to rebuild from the current state.
 pub async fn follow<F, R>(state: Arc<ApiState>, mut on_change: F, mut resync: R)
 where
     F: AsyncFnMut(&Arc<ApiState>, Arc<Change>),
     R: AsyncFnMut(&Arc<ApiState>),
 {
-    let (_, sub) = state.cache.snapshot_and_subscribe("/registry/");
+    let (snapshot, sub) = state.cache.snapshot_and_subscribe(PREFIX);
     let mut live = sub.live;
+    let mut last = snapshot.revision;
+    drop(snapshot);
     resync(&state).await;
     loop {
-        tokio::select! {
+        let next = tokio::select! {
             _ = state.cancel.cancelled() => return,
-            next = live.recv() => match next {
-                Ok(change) => on_change(&state, change).await,
-                Err(broadcast::error::RecvError::Lagged(_)) => resync(&state).await,
-                Err(broadcast::error::RecvError::Closed) => return,
+            next = live.recv() => next,
+        };
+        match next {
+            Ok(change) if change.revision > last => {
+                last = change.revision;
+                on_change(&state, change).await;
             }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                match state.cache.subscribe(PREFIX, last) {
+                    Ok(sub) => {
+                        tracing::debug!(missed, "system loop fell behind; replaying history");
+                        live = sub.live;
+                        for change in sub.replay {
+                            if state.cancel.is_cancelled() {
+                                return;
+                            }
+                            last = change.revision;
+                            on_change(&state, change).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(missed, error = %e, "system loop lost changes; resyncing");
+                        let (snapshot, sub) = state.cache.snapshot_and_subscribe(PREFIX);
+                        live = sub.live;
+                        last = snapshot.revision;
+                        drop(snapshot);
+                        resync(&state).await;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
+
+const PREFIX: &str = "/registry/";
