@@ -2,7 +2,9 @@
 //! loopback, runs the same workload against each (memory, create/get/list throughput and
 //! latency, watch fan-out, disk writes per update), prints both side by side with ratios and
 //! writes `bench/RESULTS.md`. `bench/run` builds everything and calls this; run that instead.
+//! `--scheduler` and `--autonomy` run the scheduler and edge autonomy benchmarks instead.
 
+mod autonomy;
 mod etcd;
 mod kube;
 mod ledge;
@@ -52,6 +54,12 @@ struct Cli {
     scheduler: bool,
     #[command(flatten)]
     sched: scheduler::SchedPlan,
+    /// Run only issue 4's edge autonomy benchmarks (idle wire and disk bytes, reconnect bytes,
+    /// offline start; see `src/autonomy/`) on the testkit's netns bed. Needs root.
+    #[arg(long)]
+    autonomy: bool,
+    #[command(flatten)]
+    auto: autonomy::AutonomyPlan,
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -110,6 +118,17 @@ const OTHER_BENCHMARKS: &str = "<!-- other benchmarks: kept by bench/run -->";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.autonomy {
+        // Blocking (the testkit is), longer than OVERALL_LIMIT, with its own limit and signals.
+        return autonomy::main(autonomy::Inputs {
+            ledge: &cli.ledge,
+            work: &cli.work_dir,
+            results: cli.results.as_deref(),
+            command: &cli.command,
+            source: &cli.source,
+            plan: &cli.auto,
+        });
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     // Leaving `run` early (an error, Ctrl-C, SIGTERM, the overall limit) drops the servers it
     // started, which kills them.
