@@ -293,7 +293,7 @@ impl Bench<'_> {
             plan.idle_pods, plan.autonomy_settle_secs, plan.idle_secs
         );
         let cluster = self.cluster("idle")?;
-        apply(&cluster, &deployment(plan.idle_pods))?;
+        apply(&cluster, &deployment(plan.idle_pods, false))?;
         self.wait_pods_ready(&cluster, plan.idle_pods)?;
         self.check_answering(&cluster, &[SHARED_PORT])?;
         pause(self.stop, plan.settle())?;
@@ -420,7 +420,7 @@ impl Bench<'_> {
             plan.reconnect_pods, plan.partition_secs
         );
         let cluster = self.cluster("reconnect")?;
-        apply(&cluster, &deployment(plan.reconnect_pods))?;
+        apply(&cluster, &deployment(plan.reconnect_pods, true))?;
         let before = fingerprints(&self.wait_pods_ready(&cluster, plan.reconnect_pods)?);
         pause(self.stop, plan.settle())?;
 
@@ -576,18 +576,23 @@ fn apply(cluster: &Cluster, manifest: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Wasm HTTP container on `port`, with a readiness probe at kubelet's default period.
-fn container(port: u16) -> Value {
-    json!({
+/// The Wasm HTTP container on `port`, with a readiness probe at kubelet's default period
+/// when `probe`. The hello component logs every request it answers, so a probed pod writes a
+/// container log line per probe — workload output, which the idle figure leaves out.
+fn container(port: u16, probe: bool) -> Value {
+    let mut c = json!({
         "name": "hello",
         "image": IMAGE,
         "ports": [{"containerPort": port}],
-        "readinessProbe": {"httpGet": {"path": "/", "port": port}},
-    })
+    });
+    if probe {
+        c["readinessProbe"] = json!({"httpGet": {"path": "/", "port": port}});
+    }
+    c
 }
 
 /// `replicas` hello pods sharing [`SHARED_PORT`] (replicas share one listener per port).
-fn deployment(replicas: usize) -> Value {
+fn deployment(replicas: usize, probe: bool) -> Value {
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -597,7 +602,7 @@ fn deployment(replicas: usize) -> Value {
             "selector": {"matchLabels": {"app": "hello"}},
             "template": {
                 "metadata": {"labels": {"app": "hello"}},
-                "spec": {"containers": [container(SHARED_PORT)]},
+                "spec": {"containers": [container(SHARED_PORT, probe)]},
             },
         },
     })
@@ -613,7 +618,7 @@ fn bare_pod(port: u16) -> Value {
             "namespace": "default",
             "labels": {"app": "hello"},
         },
-        "spec": {"containers": [container(port)]},
+        "spec": {"containers": [container(port, true)]},
     })
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::plugins::runtime_class::offered_runtimes;
 use crate::plugins::taint_toleration::{Taint, Toleration};
 
 /// Amounts of the resources the scheduler accounts for.
@@ -204,6 +205,9 @@ pub struct NodeInfo {
     pub name: String,
     /// `metadata.labels` (string values only, as a label selector sees them).
     pub labels: HashMap<String, String>,
+    /// Runtime handlers the node offers (`node.ledge.dev/runtime.<handler>=true` labels),
+    /// for the RuntimeClass filter.
+    pub runtimes: Vec<String>,
     /// `spec.unschedulable` (cordoned).
     pub unschedulable: bool,
     /// `spec.taints`.
@@ -227,6 +231,7 @@ impl NodeInfo {
             node: node.clone(),
             name: String::new(),
             labels: HashMap::new(),
+            runtimes: Vec::new(),
             unschedulable: false,
             taints: Vec::new(),
             allocatable: Resources::default(),
@@ -249,6 +254,7 @@ impl NodeInfo {
             .flatten()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect();
+        self.runtimes = offered_runtimes(&self.labels);
         self.unschedulable =
             node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
         self.taints = node

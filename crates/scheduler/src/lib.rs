@@ -549,27 +549,26 @@ async fn create_event(
     reason: &str,
     message: &str,
 ) -> Result<String, ledge_api::ApiError> {
-    let s = |p: &str| str_at(pod, p).to_string();
-    let (ns, name, uid) = (
-        s("/metadata/namespace"),
-        s("/metadata/name"),
-        s("/metadata/uid"),
-    );
-    let event_name = format!(
-        "{name}.{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..16]
-    );
+    // Built from borrowed fields of the shared pod: one timestamp, the name suffix encoded
+    // into a stack buffer.
+    let ns = str_at(pod, "/metadata/namespace");
+    let name = str_at(pod, "/metadata/name");
+    let mut id = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut id);
+    let event_name = format!("{name}.{}", &id[..16]);
+    let at = now();
     let ev = json!({
         "metadata": {"name": event_name, "namespace": ns},
-        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": uid, "apiVersion": "v1",
-                           "resourceVersion": s("/metadata/resourceVersion")},
+        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name,
+                           "uid": str_at(pod, "/metadata/uid"), "apiVersion": "v1",
+                           "resourceVersion": str_at(pod, "/metadata/resourceVersion")},
         "reason": reason, "message": message, "type": kind,
         "source": {"component": DEFAULT_SCHEDULER},
         "reportingComponent": DEFAULT_SCHEDULER, "reportingInstance": DEFAULT_SCHEDULER,
-        "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
+        "firstTimestamp": at, "lastTimestamp": at, "count": 1,
     });
     client
-        .create(&EVENT, Some(&ns), ev)
+        .create(&EVENT, Some(ns), ev)
         .await
         .map(|_| event_name)
 }

@@ -36,10 +36,10 @@ const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request (not a watch) may take, body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 ping interval (after that long without hearing from the server) and the time a ping
-/// may go unanswered before the link counts as dead. Once a minute: on an idle node every ping
-/// is bytes on a metered link, and the tunnel's liveness and request timeouts notice a dead
-/// link sooner.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// may go unanswered before the link counts as dead. Every two minutes: on an idle node every
+/// ping is bytes on a metered link, and the tunnel's liveness (the server pings it every three
+/// lease intervals) and request timeouts notice a dead link sooner.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(120);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The largest response body read into memory.
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;

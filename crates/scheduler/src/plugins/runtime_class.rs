@@ -10,9 +10,10 @@
 //! no longer exists fits nowhere. A pod without `runtimeClassName` is not restricted here:
 //! admission gives every new pod the cluster default.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::framework::{Cluster, CycleState, FilterPlugin, NodeInfo, PodInfo, Status, str_at};
 
@@ -25,16 +26,27 @@ pub const RUNTIME_LABEL_PREFIX: &str = "node.ledge.dev/runtime.";
 /// The plugin.
 pub struct RuntimeClass;
 
-/// What the pod's class requires of a node.
+/// What the pod's class requires of a node, resolved once per pod so that the per-node check
+/// compares a handler against a node's short runtime list instead of hashing a label key.
 struct Required {
-    class: String,
-    label: String,
-    node_selector: Map<String, Value>,
+    /// The class's handler: the runtime a node must offer.
+    handler: String,
+    /// `scheduling.nodeSelector`: key and wanted value (`None` for a value that is not a
+    /// string, which only a node without the label matches).
+    node_selector: Vec<(String, Option<String>)>,
+    /// The rejection, built once.
+    reason: String,
 }
 
-/// The label a node carries when it offers `handler`.
-pub fn runtime_label(handler: &str) -> String {
-    format!("{RUNTIME_LABEL_PREFIX}{handler}")
+/// The handlers a node offers, from its labels: decoded once per Node change into
+/// [`NodeInfo::runtimes`].
+pub fn offered_runtimes(labels: &HashMap<String, String>) -> Vec<String> {
+    labels
+        .iter()
+        .filter(|(_, v)| *v == "true")
+        .filter_map(|(k, _)| k.strip_prefix(RUNTIME_LABEL_PREFIX))
+        .map(str::to_string)
+        .collect()
 }
 
 impl FilterPlugin for RuntimeClass {
@@ -53,14 +65,16 @@ impl FilterPlugin for RuntimeClass {
         let node_selector = rc
             .pointer("/scheduling/nodeSelector")
             .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
+            .collect();
         state.write(
             NAME,
             Required {
-                class: class.to_string(),
-                label: runtime_label(str_at(&rc, "/handler")),
+                handler: str_at(&rc, "/handler").to_string(),
                 node_selector,
+                reason: format!("node(s) didn't support runtime class \"{class}\""),
             },
         );
         Status::Fit
@@ -70,18 +84,16 @@ impl FilterPlugin for RuntimeClass {
         let Some(req) = state.read::<Required>(NAME) else {
             return Status::Fit;
         };
-        let offers = node.label(&req.label) == Some("true");
-        let selected = req
-            .node_selector
-            .iter()
-            .all(|(k, v)| node.label(k) == v.as_str());
-        if offers && selected {
+        let offers = node.runtimes.contains(&req.handler);
+        if offers
+            && req
+                .node_selector
+                .iter()
+                .all(|(k, v)| node.label(k) == v.as_deref())
+        {
             Status::Fit
         } else {
-            Status::Unresolvable(format!(
-                "node(s) didn't support runtime class \"{}\"",
-                req.class
-            ))
+            Status::Unresolvable(req.reason.clone())
         }
     }
 }
@@ -138,6 +150,15 @@ mod tests {
             "node.ledge.dev/runtime.process": "true", "site": "core"}}})));
         assert!(matches!(
             run(&classes, &p, &elsewhere),
+            Status::Unresolvable(_)
+        ));
+        // Only `true` offers a runtime; a relabelled node stops offering it.
+        let mut withdrawn = wasm_node.clone();
+        withdrawn.set_node(Arc::new(json!({"metadata": {"name": "a", "labels": {
+            "node.ledge.dev/runtime.wasm": "false"}}})));
+        let p = pod(json!({"spec": {"runtimeClassName": "wasm"}}));
+        assert!(matches!(
+            run(&classes, &p, &withdrawn),
             Status::Unresolvable(_)
         ));
     }
