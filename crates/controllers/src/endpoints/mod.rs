@@ -36,6 +36,8 @@ pub struct EndpointsController {
     pods: Arc<Informer>,
     slices: Arc<Informer>,
     endpoints: Arc<Informer>,
+    /// Nodes: the pods of a node that is not Ready are not ready endpoints.
+    nodes: Arc<Informer>,
     /// Slices created or deleted and not yet seen by the slice cache.
     expectations: Expectations,
     events: EventRecorder,
@@ -50,6 +52,7 @@ pub fn start(client: Arc<dyn Client>, informers: &Informers, cancel: Cancellatio
         pods: informers.pods.clone(),
         slices: informers.endpoint_slices.clone(),
         endpoints: informers.endpoints.clone(),
+        nodes: informers.nodes.clone(),
         expectations: Expectations::new(),
     });
     let queue = WorkQueue::new();
@@ -102,6 +105,22 @@ pub fn start(client: Arc<dyn Client>, informers: &Informers, cancel: Cancellatio
         queue.clone(),
         cancel.clone(),
         itself,
+    );
+    // A node turning (not) Ready changes whether its pods serve: look at every Service.
+    let svcs = services.clone();
+    enqueue_changes(
+        &ctl.nodes,
+        services.clone(),
+        queue.clone(),
+        cancel.clone(),
+        move |_node| {
+            svcs.store()
+                .list(None)
+                .iter()
+                .filter(|s| desired::selector(s).is_some())
+                .map(|s| ObjectKey::of(s))
+                .collect()
+        },
     );
     let (pods, slices, endpoints) = (ctl.pods.clone(), ctl.slices.clone(), ctl.endpoints.clone());
     tokio::spawn(async move {

@@ -36,12 +36,38 @@ impl EndpointsController {
         if desired::selector(&service).is_none() || meta::is_deleting(&service) {
             return Ok(Action::AwaitChange);
         }
-        let pods = self.pods.store().list(ns);
+        let pods = self.as_served(self.pods.store().list(ns));
         if self.expectations.satisfied(&key, &self.slices) {
             self.sync_slices(&key, &service, &pods).await?;
         }
         self.sync_endpoints(&key, &service, &pods).await?;
         Ok(Action::AwaitChange)
+    }
+
+    /// The pods as Services see them: a pod on a node that is not Ready counts as not ready
+    /// (what upstream gets by writing every such pod's status; ledge leaves the pods alone).
+    fn as_served(&self, pods: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
+        pods.into_iter()
+            .map(|p| {
+                let node = meta::str_at(&p, "/spec/nodeName");
+                if node.is_empty() {
+                    return p;
+                }
+                let node_ready = self
+                    .nodes
+                    .store()
+                    .get(&ObjectKey::new(None, node))
+                    .is_none_or(|n| crate::nodelifecycle::health::ready_status(&n) == "True");
+                match crate::nodelifecycle::health::not_ready_status(&p, "") {
+                    Some(status) if !node_ready => {
+                        let mut copy = (*p).clone();
+                        copy["status"] = status;
+                        Arc::new(copy)
+                    }
+                    _ => p,
+                }
+            })
+            .collect()
     }
 
     async fn sync_slices(

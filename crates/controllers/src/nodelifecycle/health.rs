@@ -210,8 +210,9 @@ pub fn eviction_time(pod: &Value, taints: &[Value], now: DateTime<Utc>) -> Optio
     earliest
 }
 
-/// `pod`'s status with its Ready condition False, or `None` when it is not Ready now (upstream
-/// `MarkPodsNotReady`: a pod on a node that stopped reporting is not counted as serving).
+/// `pod`'s status with its Ready condition False, or `None` when it is not Ready now: how a pod
+/// on a node that stopped reporting counts for Services (upstream `MarkPodsNotReady` writes it;
+/// ledge's endpoints controller applies it in memory).
 pub fn not_ready_status(pod: &Value, now: &str) -> Option<Value> {
     if !pod::is_ready(pod) {
         return None;

@@ -70,7 +70,7 @@ impl NodeLifecycleController {
             node = self.client.update(&NODE, None, node).await?;
         }
         let next_eviction = if self.evictions.satisfied(&key, &self.pods) {
-            self.manage_pods(&key, &node, &now_text, now).await?
+            self.manage_pods(&key, &node, now).await?
         } else {
             // Earlier evictions are not in the pod cache yet; look again shortly.
             Some(SLACK)
@@ -82,22 +82,23 @@ impl NodeLifecycleController {
         })
     }
 
-    /// Mark the node's pods not Ready when it is not Ready, and evict those whose tolerations
-    /// of its `NoExecute` taints ran out; how long until the next eviction is due.
+    /// Evict the node's pods whose tolerations of its `NoExecute` taints ran out; how long until
+    /// the next eviction is due. Their status is left alone (upstream's `MarkPodsNotReady`
+    /// writes every pod of a lost node, and writes them all again when it returns — bytes on
+    /// the node's uplink for nothing): the endpoints controller leaves pods of a node that is not
+    /// Ready out of Services instead.
     async fn manage_pods(
         &self,
         key: &ObjectKey,
         node: &Value,
-        now_text: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Duration>, ApiError> {
         let name = meta::name(node);
-        let not_ready = matches!(health::ready_status(node), "False" | "Unknown");
         let node_taints = taints::of_node(node);
         let has_no_execute = node_taints
             .iter()
             .any(|t| taints::effect(t) == taints::NO_EXECUTE);
-        if !not_ready && !has_no_execute {
+        if !has_no_execute {
             return Ok(None);
         }
         let pods: Vec<_> = self
@@ -136,19 +137,6 @@ impl NodeLifecycleController {
                 }
                 let wait = (at - now).to_std().unwrap_or_default();
                 next = Some(next.map_or(wait, |n| n.min(wait)));
-            }
-            if not_ready && let Some(status) = health::not_ready_status(&p, now_text) {
-                let mut updated = (*p).clone();
-                meta::set(&mut updated, &["status"], status);
-                match self.client.update_status(&POD, ns, updated).await {
-                    Ok(_) => self
-                        .events
-                        .warning(&POD, &p, "NodeNotReady", "Node is not ready"),
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
             }
         }
         match first_error {
