@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ledge_testkit::{Bed, Cluster, ClusterOptions, Member};
+use ledge_testkit::{Bed, Cluster, ClusterOptions, Member, pods};
 use serde_json::{Value, json};
 
 use crate::proc::{Machine, write_bytes};
@@ -455,7 +455,10 @@ impl Bench<'_> {
                 return Ok(None);
             }
             let pods = hello_pods(&cluster)?;
-            let ok = pods.len() == n && pods.iter().all(|p| is_ready(p) && !terminating(p));
+            let ok = pods.len() == n
+                && pods
+                    .iter()
+                    .all(|p| pods::is_ready(p) && !pods::is_terminating(p));
             Ok(ok.then_some(pods))
         });
         let (converge, after) = match converged {
@@ -492,7 +495,10 @@ impl Bench<'_> {
         let what = format!("{n} pods Ready");
         self.wait(&what, PODS_READY, || {
             let pods = hello_pods(cluster)?;
-            let ok = pods.len() == n && pods.iter().all(|p| is_ready(p) && !terminating(p));
+            let ok = pods.len() == n
+                && pods
+                    .iter()
+                    .all(|p| pods::is_ready(p) && !pods::is_terminating(p));
             Ok(ok.then_some(pods))
         })
     }
@@ -623,36 +629,12 @@ fn bare_pod(port: u16) -> Value {
 }
 
 fn hello_pods(cluster: &Cluster) -> anyhow::Result<Vec<Value>> {
-    let list = cluster.kubectl_json(&["get", "pods", "-l", "app=hello"])?;
-    Ok(list["items"].as_array().cloned().unwrap_or_default())
+    Ok(pods::list(cluster, "app=hello")?)
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
-fn terminating(pod: &Value) -> bool {
-    !pod["metadata"]["deletionTimestamp"].is_null()
-}
-
-/// What must not change for a pod that was not restarted: uid, node, restart count, start time.
-fn fingerprints(pods: &[Value]) -> std::collections::BTreeSet<String> {
-    pods.iter()
-        .map(|p| {
-            let c = &p["status"]["containerStatuses"][0];
-            format!(
-                "{} {} {} {}",
-                p["metadata"]["uid"],
-                p["spec"]["nodeName"],
-                c["restartCount"],
-                c["state"]["running"]["startedAt"]
-            )
-        })
-        .collect()
+/// What must not change for a pod that was not restarted.
+fn fingerprints(pods: &[Value]) -> std::collections::BTreeSet<pods::Fingerprint> {
+    pods.iter().map(pods::fingerprint).collect()
 }
 
 /// Size of an object as compact JSON (what a client sends or receives without whitespace).

@@ -7,6 +7,7 @@
 //!   and its [`Host`]s (`spawn` a process, `exec` a command inside a namespace).
 //! - [`process`]: [`Proc`], a spawned process (`kill`, `stop`, `restart`, log file).
 //! - [`cluster`]: [`Cluster`], a server and joined agents on a bed, and the real `kubectl`.
+//! - [`pods`]: pods as kubectl shows them (readiness, the fingerprint of an unrestarted pod).
 //! - [`wait_for`]: bounded polling for eventual state.
 //!
 //! Needs root (namespaces), `ip` and `tc` (iproute2) and `nsenter` (util-linux); never touches
@@ -34,6 +35,7 @@
 pub mod cluster;
 pub mod error;
 pub mod netns;
+pub mod pods;
 pub mod process;
 pub mod wait;
 

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ledge_testkit::pods::{self, Fingerprint, is_ready, is_terminating as terminating};
 use ledge_testkit::{Bed, Cluster, ClusterOptions, Host};
 use serde_json::Value;
 
@@ -127,41 +128,11 @@ fn on_node(node: &str) -> Value {
 }
 
 fn pods(cluster: &Cluster) -> Vec<Value> {
-    let list = cluster
-        .kubectl_json(&["get", "pods", "-l", "app=hello"])
-        .unwrap();
-    list["items"].as_array().cloned().unwrap_or_default()
+    pods::list(cluster, "app=hello").unwrap()
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
-fn terminating(pod: &Value) -> bool {
-    !pod["metadata"]["deletionTimestamp"].is_null()
-}
-
-/// What must not change for a pod that was not restarted: uid, node, restart count and the
-/// container's start time.
-fn fingerprint(pod: &Value) -> (String, String, i64, String) {
-    let c = &pod["status"]["containerStatuses"][0];
-    (
-        pod["metadata"]["uid"].as_str().unwrap_or("").into(),
-        pod["spec"]["nodeName"].as_str().unwrap_or("").into(),
-        c["restartCount"].as_i64().unwrap_or(-1),
-        c["state"]["running"]["startedAt"]
-            .as_str()
-            .unwrap_or("")
-            .into(),
-    )
-}
-
-fn fingerprints(pods: &[Value]) -> BTreeSet<(String, String, i64, String)> {
-    pods.iter().map(fingerprint).collect()
+fn fingerprints(pods: &[Value]) -> BTreeSet<Fingerprint> {
+    pods.iter().map(pods::fingerprint).collect()
 }
 
 /// Wait until exactly `n` hello pods exist, none terminating, every one Ready; returns them.
@@ -295,7 +266,7 @@ fn an_offline_reboot_brings_the_pods_back_before_the_server_is_reachable() {
     import_images(&cluster);
     apply(&cluster, &hello(2, Value::Null));
     let before = wait_ready_pods(&cluster, 2, "two hello pods Ready");
-    let uids: BTreeSet<String> = fingerprints(&before).into_iter().map(|f| f.0).collect();
+    let uids: BTreeSet<String> = fingerprints(&before).into_iter().map(|f| f.uid).collect();
     let edge = cluster.agent("edge-1").unwrap();
 
     // The reboot: link down, the agent and everything it ran killed.
@@ -317,7 +288,7 @@ fn an_offline_reboot_brings_the_pods_back_before_the_server_is_reachable() {
     edge.host().restore().unwrap();
     cluster.wait_node_ready("edge-1", "True", EVENTUAL).unwrap();
     let after = wait_ready_pods(&cluster, 2, "the same two pods Ready");
-    let after_uids: BTreeSet<String> = fingerprints(&after).into_iter().map(|f| f.0).collect();
+    let after_uids: BTreeSet<String> = fingerprints(&after).into_iter().map(|f| f.uid).collect();
     assert_eq!(
         after_uids, uids,
         "the stored pods were resumed, not replaced"
@@ -399,7 +370,11 @@ fn a_workload_that_tolerates_for_ten_seconds_fails_over_and_is_not_doubled() {
     ]});
     apply(&cluster, &hello(1, tolerations));
     let first = wait_ready_pods(&cluster, 1, "one hello pod Ready").remove(0);
-    let (old_uid, lost, _, _) = fingerprint(&first);
+    let pods::Fingerprint {
+        uid: old_uid,
+        node: lost,
+        ..
+    } = pods::fingerprint(&first);
     let healthy = if lost == "edge-1" { "edge-2" } else { "edge-1" };
     let lost_host = cluster.agent(&lost).unwrap().host();
 
