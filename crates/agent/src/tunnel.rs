@@ -27,17 +27,10 @@ pub struct Services {
     pub exec: Arc<Targets>,
 }
 
-/// The path and protocol the server accepts tunnels on.
-pub const PATH: &str = "/ledge/v1/tunnel";
-/// The `Upgrade` protocol name.
-pub const PROTOCOL: &str = "ledge-tunnel";
+pub use ledge_api::tunnel::{PATH, PROTOCOL};
+use ledge_api::tunnel::{RENEW_HEADER, RENEW_PARAM};
 
 type Body = BoxBody<Bytes, Infallible>;
-
-/// The query parameter offering the lease interval and the header accepting it (see the
-/// server's `tunnel::accept`: the server renews the node's Lease while the tunnel lives).
-const RENEW_PARAM: &str = "renewMillis";
-const RENEW_HEADER: &str = "ledge-lease-renewal";
 
 /// Keep a tunnel open until `cancel` (the [`Link`](crate::node_store::Link) follows it),
 /// offering the server to renew the node's Lease every

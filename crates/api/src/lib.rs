@@ -9,6 +9,7 @@ pub mod selector;
 pub mod status;
 pub mod stream;
 pub mod time;
+pub mod tunnel;
 pub mod validation;
 
 pub use resource::{ResourceDef, Subresource};

@@ -21,10 +21,7 @@ use ledge_api::ApiError;
 use crate::auth::User;
 use crate::http::body::Body;
 
-/// The path agents open their tunnel on.
-pub const PATH: &str = "/ledge/v1/tunnel";
-/// The `Upgrade` protocol name.
-pub const PROTOCOL: &str = "ledge-tunnel";
+pub use ledge_api::tunnel::{PATH, PROTOCOL, RENEW_HEADER, RENEW_PARAM};
 const NODE_PREFIX: &str = "system:node:";
 
 /// The body of a request sent to an agent.
@@ -160,12 +157,6 @@ pub fn node_of(user: &User) -> Option<&str> {
         .filter(|_| user.groups.iter().any(|g| g == "system:nodes"))
 }
 
-/// The query parameter in which an agent offers its lease interval (milliseconds), asking the
-/// server to renew its Lease while the tunnel is alive.
-pub const RENEW_PARAM: &str = "renewMillis";
-/// The response header by which the server accepts to renew (its interval, milliseconds).
-pub const RENEW_HEADER: &str = "ledge-lease-renewal";
-
 /// The lease interval an agent offered, if sane (0.5 s – 5 min).
 fn renew_interval(query: Option<&str>) -> Option<Duration> {
     let ms: u64 = query?
@@ -269,7 +260,10 @@ async fn renew_lease(state: Arc<crate::state::ApiState>, node: String, every: Du
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Ok(Some(mut lease)) = client.get(&LEASE, Some(LEASE_NAMESPACE), &node).await else {
+        let Ok(Some(mut lease)) = client
+            .get(&LEASE, Some(crate::auth::node::LEASE_NAMESPACE), &node)
+            .await
+        else {
             continue;
         };
         if lease
@@ -281,14 +275,14 @@ async fn renew_lease(state: Arc<crate::state::ApiState>, node: String, every: Du
         }
         lease["spec"]["renewTime"] =
             serde_json::Value::String(ledge_api::time::format_micro_time(chrono::Utc::now()));
-        if let Err(e) = client.update(&LEASE, Some(LEASE_NAMESPACE), lease).await {
+        if let Err(e) = client
+            .update(&LEASE, Some(crate::auth::node::LEASE_NAMESPACE), lease)
+            .await
+        {
             tracing::debug!(node, error = %e, "cannot renew the node's lease");
         }
     }
 }
-
-/// Where node Leases live.
-const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// Forward an agent's streamed response to the client: same status and content type, the
 /// body passed on frame by frame until either side goes away.
