@@ -269,6 +269,9 @@ fn an_offline_reboot_brings_the_pods_back_before_the_server_is_reachable() {
     let uids: BTreeSet<String> = fingerprints(&before).into_iter().map(|f| f.uid).collect();
     let edge = cluster.agent("edge-1").unwrap();
 
+    // The node store batches its writes for up to 100 ms (node_store::FLUSH_DELAY): give it
+    // that, and more, before the crash — a pod killed within that window is not yet durable.
+    std::thread::sleep(Duration::from_secs(1));
     // The reboot: link down, the agent and everything it ran killed.
     edge.host().cut().unwrap();
     edge.proc().kill().unwrap();
