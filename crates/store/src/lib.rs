@@ -10,6 +10,7 @@
 //! What does not live here: JSON, Kubernetes semantics, caching. Values are opaque bytes.
 
 pub mod embedded;
+pub mod etcd;
 
 use std::pin::Pin;
 
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use etcd::{EtcdOptions, EtcdStore};
 
 /// A point in the store's global history; `resourceVersion` in the API.
 pub type Revision = i64;
@@ -98,7 +100,8 @@ pub enum StoreError {
         /// The compacted revision: watches must start at or after it.
         compacted: Revision,
     },
-    /// The store cannot serve requests now (shutting down, backend unreachable).
+    /// The store cannot serve requests now (shutting down, backend unreachable, no quorum). A
+    /// write that failed this way may still have been applied, as with any lost answer.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The backend failed.
@@ -116,8 +119,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send +
 /// It ends when the store shuts down; an `Err` item is the last item.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send + 'static>>;
 
-/// A key-value store with etcd's semantics. Implemented by the embedded backend (one file) and,
-/// later, the etcd backend; both pass the same test suite (`tests/suite.rs`).
+/// A key-value store with etcd's semantics. Implemented by the embedded backend (one file) and
+/// the etcd backend; both pass the same test suite (`tests/suite.rs`).
 ///
 /// # Guarantees
 /// - Every successful write gets a revision greater than every earlier one; a write is durable
@@ -150,7 +153,9 @@ pub trait Store: Send + Sync + 'static {
     /// `after` older than [`Store::compacted_revision`] fails with `Compacted`.
     fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
 
-    /// The revision of the newest write (0 for an empty, never-written store).
+    /// The revision of the newest write this process knows of (0 for an empty, never-written
+    /// store). On a store shared by several servers (etcd), another server's write counts once
+    /// a watch of this process has delivered it.
     fn current_revision(&self) -> Revision;
 
     /// The oldest revision a watch may start after.

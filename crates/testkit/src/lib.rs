@@ -7,6 +7,8 @@
 //!   and its [`Host`]s (`spawn` a process, `exec` a command inside a namespace).
 //! - [`process`]: [`Proc`], a spawned process (`kill`, `stop`, `restart`, log file).
 //! - [`cluster`]: [`Cluster`], a server and joined agents on a bed, and the real `kubectl`.
+//! - [`etcd`]: [`etcd::EtcdCluster`], a real etcd cluster of N members on loopback (kill and
+//!   revive members); needs only Debian's `etcd-server`, not root.
 //! - [`pods`]: pods as kubectl shows them (readiness, the fingerprint of an unrestarted pod).
 //! - [`wait_for`]: bounded polling for eventual state.
 //!
@@ -34,6 +36,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod etcd;
 pub mod netns;
 pub mod pods;
 pub mod process;
