@@ -56,6 +56,10 @@ enum Command {
         /// Extra host name or IP for the serving certificate (repeatable).
         #[arg(long = "tls-san")]
         tls_san: Vec<String>,
+        /// The IP agents and other servers reach this server at, published in the `kubernetes`
+        /// Endpoints [default: the bind address, or the address of the default route].
+        #[arg(long)]
+        advertise_address: Option<IpAddr>,
         /// Recent changes kept in memory so watches can resume from an older resourceVersion;
         /// older ones get "410 Expired" and relist.
         #[arg(long, default_value_t = 10_000)]
@@ -65,6 +69,8 @@ enum Command {
         /// for it unless they tolerate the taint with tolerationSeconds.
         #[arg(long, default_value = "40s", value_parser = grace_period)]
         node_monitor_grace_period: Duration,
+        #[command(flatten)]
+        datastore: DatastoreArgs,
     },
     /// Print the admin kubeconfig of a server's data directory.
     Kubeconfig {
@@ -84,9 +90,11 @@ enum Command {
     },
     /// Run a node agent: join the cluster, register this machine as a Node, keep it Ready.
     Agent {
-        /// The server URL, e.g. https://10.0.0.1:6443.
-        #[arg(long, env = "LEDGE_SERVER")]
-        server: String,
+        /// The server URL, e.g. https://10.0.0.1:6443. With several servers, give several
+        /// (repeat the flag or separate them by commas), tried in order; the agent also learns
+        /// every server from the cluster and fails over between them on its own.
+        #[arg(long, env = "LEDGE_SERVER", required = true)]
+        server: Vec<String>,
         /// Join token from `ledge token create` (only needed until the node has a certificate).
         #[arg(long, env = "LEDGE_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -184,6 +192,51 @@ enum TokenCommand {
 }
 
 /// Whole seconds (`40`) or a duration (`40s`, `2m`); never zero.
+/// Where `ledge server` keeps the cluster state (flags as K3s names them).
+#[derive(clap::Args)]
+struct DatastoreArgs {
+    /// Keep the cluster state in etcd instead of the embedded store, so several servers serve
+    /// one cluster: etcd://host:port[,host:port...] (every member of the etcd cluster).
+    #[arg(long, env = "LEDGE_DATASTORE_ENDPOINT", value_parser = etcd_members)]
+    datastore_endpoint: Option<EtcdMembers>,
+    /// CA certificate (PEM) that signed etcd's serving certificates; turns on TLS to etcd.
+    #[arg(long, requires = "datastore_endpoint")]
+    datastore_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's client-certificate authentication.
+    #[arg(long, requires_all = ["datastore_endpoint", "datastore_keyfile"])]
+    datastore_certfile: Option<PathBuf>,
+    /// Key (PEM) of --datastore-certfile.
+    #[arg(long, requires = "datastore_certfile")]
+    datastore_keyfile: Option<PathBuf>,
+    /// Cluster token shared by the servers of one datastore. The first server generates one
+    /// (kept in <data dir>/token) unless given; every further server must be given it.
+    #[arg(long, env = "LEDGE_TOKEN", requires = "datastore_endpoint")]
+    token: Option<String>,
+}
+
+/// The members named by `--datastore-endpoint` (one value holding several, for clap).
+#[derive(Clone, Debug)]
+struct EtcdMembers(Vec<String>);
+
+fn etcd_members(text: &str) -> Result<EtcdMembers, String> {
+    ledge_app::parse_etcd_endpoints(text).map(EtcdMembers)
+}
+
+impl DatastoreArgs {
+    fn options(&self) -> ledge_app::DatastoreOptions {
+        let Some(EtcdMembers(endpoints)) = &self.datastore_endpoint else {
+            return ledge_app::DatastoreOptions::Embedded;
+        };
+        let mut etcd = ledge_app::EtcdOptions::new(endpoints.clone());
+        etcd.tls = ledge_app::EtcdTls {
+            ca_file: self.datastore_cafile.clone(),
+            cert_file: self.datastore_certfile.clone(),
+            key_file: self.datastore_keyfile.clone(),
+        };
+        ledge_app::DatastoreOptions::Etcd(etcd)
+    }
+}
+
 fn grace_period(text: &str) -> Result<Duration, String> {
     let d = match text.trim().parse::<u64>() {
         Ok(n) => Duration::from_secs(n),
@@ -230,16 +283,21 @@ fn run(command: Command) -> anyhow::Result<()> {
             https_listen_port,
             bind_address,
             tls_san,
+            advertise_address,
             watch_history,
             node_monitor_grace_period,
+            datastore,
         } => {
             let opts = ledge_app::ServerOptions {
                 data_dir: server_dir(data_dir),
                 port: https_listen_port,
                 bind: bind_address,
                 tls_sans: tls_san,
+                advertise_address,
                 watch_history,
                 node_monitor_grace_period,
+                token: datastore.token.clone(),
+                datastore: datastore.options(),
             };
             runtime()?.block_on(ledge_app::run_server(opts))
         }
@@ -261,8 +319,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                     port: https_listen_port,
                     bind: bind_address,
                     tls_sans: Vec::new(),
+                    advertise_address: None,
                     watch_history: 10_000,
                     node_monitor_grace_period: Duration::from_secs(40),
+                    datastore: ledge_app::DatastoreOptions::Embedded,
+                    token: None,
                 },
                 data_dir: base,
                 node_name,
@@ -326,7 +387,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             local_api_port,
         } => {
             let opts = ledge_app::AgentCliOptions {
-                server,
+                server: server.join(","),
                 token,
                 data_dir: data_dir.unwrap_or_else(ledge_app::default_agent_dir),
                 node_name,
@@ -339,5 +400,42 @@ fn run(command: Command) -> anyhow::Result<()> {
             };
             runtime()?.block_on(ledge_app::run_agent(opts))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn datastore_flags_parse_into_etcd_options() {
+        let cli = Cli::try_parse_from([
+            "ledge",
+            "server",
+            "--datastore-endpoint",
+            "etcd://127.0.0.1:2379,127.0.0.1:2381",
+            "--token",
+            "t",
+        ])
+        .unwrap();
+        let Command::Server { datastore, .. } = cli.command else {
+            panic!("not the server command");
+        };
+        let ledge_app::DatastoreOptions::Etcd(etcd) = datastore.options() else {
+            panic!("not etcd");
+        };
+        assert_eq!(etcd.endpoints, ["127.0.0.1:2379", "127.0.0.1:2381"]);
+        assert!(
+            Cli::try_parse_from(["ledge", "server", "--token", "t"]).is_err(),
+            "--token without a shared datastore"
+        );
+        assert!(Cli::try_parse_from(["ledge", "server", "--datastore-endpoint", "x"]).is_err());
     }
 }

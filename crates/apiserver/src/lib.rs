@@ -76,6 +76,8 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
     /// An in-process API client for controllers.
     pub client: client::LocalClient,
+    /// Starts the controller loops of the API server that only the elected leader runs.
+    pub leader_loops: system::LeaderLoops,
 }
 
 /// The server URL clients should use for a bound address.
@@ -104,8 +106,9 @@ pub fn kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str, use
     )
 }
 
-/// Start the API server on `store`: certificates, cache, bootstrap objects, system loops,
-/// listener. Returns once it accepts connections.
+/// Start the API server on `store`: certificates, cache, bootstrap objects, the system loops
+/// every server runs, listener. Returns once it accepts connections; the loops only the
+/// elected leader runs are started through [`Running::leader_loops`].
 pub async fn start(
     config: ServerConfig,
     store: Arc<dyn Store>,
@@ -178,11 +181,13 @@ pub async fn start(
     pki::write_private(&kubeconfig_path, &text)?;
 
     let client = client::LocalClient::new(state.clone());
+    let leader_loops = system::LeaderLoops::new(state.clone());
     let task = tokio::spawn(http::server::serve(listener, tls, state, cancel));
     Ok(Running {
         addr,
         kubeconfig: kubeconfig_path,
         task,
         client,
+        leader_loops,
     })
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 /// Options of `ledge agent`, as given on the command line.
 #[derive(Clone, Debug)]
 pub struct AgentCliOptions {
-    /// `--server`.
+    /// `--server`: one URL, or several separated by commas.
     pub server: String,
     /// `--token`.
     pub token: Option<String>,
@@ -45,7 +45,8 @@ pub fn agent_options(cli: AgentCliOptions) -> anyhow::Result<ledge_agent::AgentO
         .iter()
         .map(|t| ledge_agent::node::parse_taint(t).map_err(|e| anyhow!(e)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut opts = ledge_agent::AgentOptions::new(cli.server, cli.data_dir);
+    let servers = ledge_agent::client::split_list(&cli.server);
+    let mut opts = ledge_agent::AgentOptions::new(servers, cli.data_dir);
     opts.token = cli.token.filter(|t| !t.trim().is_empty());
     opts.node_name = cli.node_name;
     opts.node_labels = labels;

@@ -3,12 +3,18 @@
 //! gracefully. `ledge token` lives in `token.rs`, `ledge agent` in `agent.rs`.
 
 mod agent;
+mod cluster;
+mod datastore;
 mod image;
+mod leader;
+mod peers;
 mod token;
 mod up;
 
 pub use agent::{AgentCliOptions, agent_options, run_agent};
+pub use datastore::DatastoreOptions;
 pub use image::{ImageCommand, run_image};
+pub use ledge_store::etcd::{EtcdOptions, EtcdTls, parse_endpoints as parse_etcd_endpoints};
 pub use token::{TokenOptions, create_token, delete_token, list_tokens, parse_duration};
 pub use up::{UpOptions, run_up};
 
@@ -18,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ledge_store::{EmbeddedOptions, EmbeddedStore, Store};
+use ledge_store::Store;
 use tokio_util::sync::CancellationToken;
 
 /// Options of `ledge server`.
@@ -32,10 +38,17 @@ pub struct ServerOptions {
     pub bind: IpAddr,
     /// Extra certificate names.
     pub tls_sans: Vec<String>,
+    /// The address other servers, agents and in-cluster clients reach this server at (listed in
+    /// the `kubernetes` Endpoints); by default the bind address, or the default route's.
+    pub advertise_address: Option<IpAddr>,
     /// Events kept for watches resuming from a past resourceVersion.
     pub watch_history: usize,
     /// How long a node's Lease may go unrenewed before the node is marked Unknown.
     pub node_monitor_grace_period: Duration,
+    /// Where the cluster state lives: the embedded store, or etcd shared with other servers.
+    pub datastore: DatastoreOptions,
+    /// The cluster token servers sharing a datastore prove themselves with (`--token`).
+    pub token: Option<String>,
 }
 
 /// The default server data dir: `/var/lib/ledge/server` for root, else `~/.ledge/server`.
@@ -75,22 +88,17 @@ pub fn default_agent_dir() -> PathBuf {
 /// How long shutdown waits for in-flight work before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-async fn open_store(data_dir: &Path) -> anyhow::Result<EmbeddedStore> {
-    let path = data_dir.join("db").join("ledge.redb");
-    let dir = data_dir.join("db");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    tokio::task::spawn_blocking(move || {
-        EmbeddedStore::open(&path, EmbeddedOptions::default())
-            .with_context(|| format!("cannot open the store at {}", path.display()))
-    })
-    .await?
-}
-
-/// A running control plane: API server, controllers, scheduler on the embedded store.
+/// A running control plane: API server, controllers, scheduler on its datastore.
 pub(crate) struct Control {
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    store: EmbeddedStore,
+    /// The campaign for the controller Lease (the leader runs controllers and scheduler).
+    election: leader::Election,
+    /// This server's entry in the `kubernetes` Endpoints, and the task keeping it.
+    peers: (CancellationToken, tokio::task::JoinHandle<()>),
+    store: datastore::Datastore,
+    /// The cluster token, when the datastore is shared.
+    token: Option<cluster::Token>,
     /// The address the API listens on.
     pub addr: std::net::SocketAddr,
     /// The admin kubeconfig.
@@ -106,16 +114,26 @@ impl Control {
                 opts.data_dir.display()
             )
         })?;
-        let store = open_store(&opts.data_dir).await?;
         let cancel = CancellationToken::new();
+        let store = datastore::Datastore::open(&opts.datastore, &opts.data_dir, &cancel).await?;
+        let shared: Arc<dyn Store> = store.shared();
+        let token = if opts.datastore.is_shared() {
+            Some(cluster::share(shared.as_ref(), &opts.data_dir, opts.token.as_deref()).await?)
+        } else {
+            None
+        };
+        let advertise = opts
+            .advertise_address
+            .unwrap_or_else(|| peers::default_advertise(opts.bind));
+        let mut tls_sans = opts.tls_sans.clone();
+        tls_sans.push(advertise.to_string());
         let config = ledge_apiserver::ServerConfig {
             data_dir: opts.data_dir.clone(),
             bind: opts.bind,
             port: opts.port,
-            tls_sans: opts.tls_sans.clone(),
+            tls_sans,
             watch_history: opts.watch_history,
         };
-        let shared: Arc<dyn Store> = Arc::new(store.clone());
         let running = ledge_apiserver::start(config, shared, cancel.clone())
             .await
             .with_context(|| {
@@ -125,12 +143,23 @@ impl Control {
         let controllers = ledge_controllers::Config {
             node_monitor_grace_period: opts.node_monitor_grace_period,
         };
-        ledge_controllers::start(client.clone(), controllers, cancel.child_token());
-        ledge_scheduler::start(client, cancel.child_token());
+        let identity =
+            leader::load_or_create_identity(&opts.data_dir, &ledge_agent::node::facts::hostname())?;
+        let me = peers::Peer {
+            identity: identity.clone(),
+            address: std::net::SocketAddr::new(advertise, running.addr.port()),
+        };
+        let peers_cancel = cancel.child_token();
+        let peers = tokio::spawn(peers::run(client.clone(), me, peers_cancel.clone()));
+        let election =
+            leader::Election::start(identity, client, controllers, running.leader_loops, &cancel)?;
         Ok(Self {
             cancel,
             task: running.task,
+            election,
+            peers: (peers_cancel, peers),
             store,
+            token,
             addr: running.addr,
             kubeconfig: running.kubeconfig,
         })
@@ -138,6 +167,11 @@ impl Control {
 
     /// Stop gracefully, bounded by [`SHUTDOWN_GRACE`].
     pub(crate) async fn stop(self) {
+        // Hand the controller Lease over while the API still serves the release.
+        self.election.stop(SHUTDOWN_GRACE).await;
+        // Leave the server list while the API still serves the removal.
+        self.peers.0.cancel();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.peers.1).await;
         self.cancel.cancel();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.task).await;
         if tokio::time::timeout(SHUTDOWN_GRACE, self.store.shutdown())
@@ -155,6 +189,18 @@ pub async fn run_server(opts: ServerOptions) -> anyhow::Result<()> {
     println!("ledge server is ready on https://{}", control.addr);
     println!("  data dir:   {}", opts.data_dir.display());
     println!("  kubeconfig: {}", control.kubeconfig.display());
+    if let Some(token) = &control.token {
+        println!(
+            "  datastore:  shared; cluster token in {}",
+            token.path.display()
+        );
+        if token.generated {
+            println!(
+                "  more servers join with: ledge server --datastore-endpoint ... --token {}",
+                token.value
+            );
+        }
+    }
     println!("try:");
     println!("  export KUBECONFIG={}", control.kubeconfig.display());
     println!("  kubectl get namespaces");

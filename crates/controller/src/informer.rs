@@ -100,6 +100,8 @@ pub struct Informer {
     synced: watch::Sender<bool>,
     /// The highest resourceVersion the cache reflects (0 before the first list).
     revision: AtomicU64,
+    /// Cancelled when the informer stops, so nobody waits for a sync that cannot come.
+    stopped: CancellationToken,
 }
 
 impl Informer {
@@ -125,6 +127,7 @@ impl Informer {
             changes,
             synced,
             revision: AtomicU64::new(0),
+            stopped: cancel.clone(),
         });
         let me = informer.clone();
         tokio::spawn(async move { me.run(client, cancel, retry_cap).await });
@@ -141,10 +144,14 @@ impl Informer {
         self.changes.subscribe()
     }
 
-    /// Wait until the first list has been loaded.
+    /// Wait until the first list has been loaded, or the informer is stopped (a leader's term
+    /// that ended before its first sync must not leave its waiters parked).
     pub async fn wait_synced(&self) {
         let mut rx = self.synced.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
+        tokio::select! {
+            _ = rx.wait_for(|s| *s) => {}
+            _ = self.stopped.cancelled() => {}
+        }
     }
 
     /// The highest resourceVersion this cache reflects: every write the API acknowledged at or

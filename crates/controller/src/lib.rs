@@ -8,14 +8,20 @@
 //! adoption and release), [`Expectations`] (not acting twice on a cache that has not caught up
 //! with its own writes), [`EventRecorder`] (core/v1 Events) and [`enqueue_changes`] (mapping
 //! watched changes to keys).
+//!
+//! [`leader`] elects one leader among several servers through a Lease, so work that must not
+//! run twice (controllers, the scheduler) runs on one server at a time.
 
 mod client;
 mod events;
 mod expectations;
 mod informer;
+pub mod leader;
 pub mod owner;
 mod queue;
 mod runner;
+#[cfg(test)]
+mod testing;
 mod watches;
 
 pub use client::{BoxFuture, BoxStream, Client, Kind, WatchEvent, is_namespace_terminating};

@@ -163,4 +163,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forget history up to `revision`; later watches from before it fail with `Compacted`.
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>>;
+
+    /// Why the store cannot take writes now, as far as it knows (an unreachable backend, a lost
+    /// quorum); `None` while healthy. The API server still answers reads from its cache then,
+    /// with a warning.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 }

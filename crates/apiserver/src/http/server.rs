@@ -164,10 +164,25 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
-    let resp = match route_request(state, user, req).await {
+    let degraded = state.store.degraded();
+    let mut resp = match route_request(state, user, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    // Reads are answered from the watch cache while the datastore is down; say that they may
+    // be stale (writes fail with 503 on their own).
+    if let Some(why) = degraded
+        && method == Method::GET
+        && resp.status().is_success()
+    {
+        let text = format!(
+            "299 - \"the datastore is unavailable ({}); this answer comes from the server's cache and may be stale\"",
+            why.replace('"', "'")
+        );
+        if let Ok(value) = http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(http::header::WARNING, value);
+        }
+    }
     tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Change, ChangeKind};
 use crate::handlers::system_update;
@@ -17,9 +18,10 @@ use crate::state::ApiState;
 const PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
 
 /// Keep the registry in step with the stored CRDs.
-pub async fn run(state: Arc<ApiState>) {
+pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
     super::follow(
         state,
+        cancel,
         async |state, change: Arc<Change>| {
             if change.key.starts_with(PREFIX) {
                 handle(state, &change.kind, &change.object).await;

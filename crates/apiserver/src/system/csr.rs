@@ -15,6 +15,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use chrono::{Datelike as _, Duration, Utc};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509CertificationRequest};
 
 use crate::auth::bootstrap::{GROUP as BOOTSTRAPPERS, USER_PREFIX as BOOTSTRAP_USER_PREFIX};
@@ -40,9 +41,10 @@ const VALIDITY_DAYS: i64 = 365;
 const ALLOWED_USAGES: &[&str] = &["digital signature", "key encipherment", "client auth"];
 
 /// Run the approver/signer until shutdown.
-pub async fn run(state: Arc<ApiState>) {
+pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
     super::follow(
         state,
+        cancel,
         async |state, change: Arc<Change>| {
             if change.key.starts_with(PREFIX) && change.kind != ChangeKind::Deleted {
                 reconcile(state, &change.object).await;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Change, ChangeKind};
 use crate::handlers::delete::{DeleteOptions, delete_object};
@@ -67,11 +68,12 @@ impl Graph {
 }
 
 /// Run the garbage collector until shutdown.
-pub async fn run(state: Arc<ApiState>) {
+pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
     let graph = Arc::new(Mutex::new(Graph::default()));
     let g1 = graph.clone();
     super::follow(
         state,
+        cancel,
         async move |state, change: Arc<Change>| {
             let keys = g1.lock().await.on_change(&change);
             if !keys.is_empty() {

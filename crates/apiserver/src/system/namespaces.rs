@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Change, ChangeKind};
 use crate::handlers::delete::{DeleteOptions, delete_object};
@@ -16,9 +17,10 @@ use crate::state::ApiState;
 const PREFIX: &str = "/registry/core/namespaces/";
 
 /// Run the namespace loop until shutdown.
-pub async fn run(state: Arc<ApiState>) {
+pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
     super::follow(
         state,
+        cancel,
         async |state, change: Arc<Change>| {
             if change.key.starts_with(PREFIX) {
                 if change.kind != ChangeKind::Deleted {

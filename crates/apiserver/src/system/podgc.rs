@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Change, ChangeKind};
 use crate::handlers::delete::{DeleteOptions, delete_object};
@@ -15,9 +16,10 @@ const PODS: &str = "/registry/core/pods/";
 const NODES: &str = "/registry/core/nodes/";
 
 /// Run the pod garbage collector until shutdown.
-pub async fn run(state: Arc<ApiState>) {
+pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
     super::follow(
         state,
+        cancel,
         async |state, change: Arc<Change>| {
             if change.key.starts_with(PODS) && change.kind != ChangeKind::Deleted {
                 check(state, &change.object).await;

@@ -62,6 +62,8 @@ struct Inner {
     revision: AtomicI64,
     /// The newest compaction revision learned (own compactions, watch cancellations).
     compacted: AtomicI64,
+    /// Why the last request failed for unavailability; cleared by the next success.
+    degraded: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -89,6 +91,7 @@ impl EtcdStore {
                 timeout: opts.request_timeout,
                 revision: AtomicI64::new(0),
                 compacted: AtomicI64::new(0),
+                degraded: std::sync::Mutex::new(None),
             }),
         };
         let head = store
@@ -128,13 +131,15 @@ impl EtcdStore {
                 .kv_client()
                 .max_decoding_message_size(MAX_MESSAGE);
             let error = match tokio::time::timeout(self.inner.timeout, op(kv)).await {
-                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Ok(answer)) => {
+                    self.set_degraded(None);
+                    return Ok(answer);
+                }
                 Ok(Err(e)) => e,
                 Err(_) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "etcd did not answer within {:?}",
-                        self.inner.timeout
-                    )));
+                    let why = format!("etcd did not answer within {:?}", self.inner.timeout);
+                    self.set_degraded(Some(why.clone()));
+                    return Err(StoreError::Unavailable(why));
                 }
             };
             let retry = match Failure::of(&error) {
@@ -143,7 +148,11 @@ impl EtcdStore {
                 Failure::Other => false,
             };
             if !retry || started.elapsed() >= UNAVAILABLE_BUDGET {
-                return Err(map_error(error));
+                let error = map_error(error);
+                if let StoreError::Unavailable(why) = &error {
+                    self.set_degraded(Some(why.clone()));
+                }
+                return Err(error);
             }
             attempt += 1;
             tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(10)))).await;
@@ -170,6 +179,50 @@ impl EtcdStore {
             self.seen(revision);
         }
         Ok((response.succeeded(), first))
+    }
+
+    fn set_degraded(&self, why: Option<String>) {
+        let mut degraded = self
+            .inner
+            .degraded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if degraded.is_some() != why.is_some() {
+            match &why {
+                Some(why) => {
+                    tracing::warn!(reason = %why, "etcd is unavailable: writes fail, reads come from the cache")
+                }
+                None => tracing::info!("etcd is available again"),
+            }
+        }
+        *degraded = why;
+    }
+
+    /// Check every `interval` until `cancel` that etcd has a leader and answers, so
+    /// [`Store::degraded`] is current even while nothing writes.
+    ///
+    /// # Cancel safety
+    /// Stops between probes.
+    pub async fn run_health_probe(
+        self,
+        interval: Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let _ = self
+                .call(true, |mut kv| async move {
+                    kv.get(
+                        compactor::COMPACT_KEY,
+                        Some(GetOptions::new().with_count_only()),
+                    )
+                    .await
+                })
+                .await;
+        }
     }
 
     fn seen(&self, revision: Revision) {
@@ -346,6 +399,14 @@ impl Store for EtcdStore {
 
     fn compacted_revision(&self) -> Revision {
         self.inner.compacted.load(Ordering::Acquire)
+    }
+
+    fn degraded(&self) -> Option<String> {
+        self.inner
+            .degraded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn compact(&self, revision: Revision) -> BoxFuture<'_, Result<()>> {
