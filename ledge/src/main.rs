@@ -72,6 +72,11 @@ enum Command {
         #[command(flatten)]
         datastore: DatastoreArgs,
     },
+    /// Move a cluster between datastores (see `ledge datastore migrate --help`).
+    Datastore {
+        #[command(subcommand)]
+        command: DatastoreCommand,
+    },
     /// Print the admin kubeconfig of a server's data directory.
     Kubeconfig {
         /// The server's data directory [default: as for `ledge server`].
@@ -192,6 +197,29 @@ enum TokenCommand {
 }
 
 /// Whole seconds (`40`) or a duration (`40s`, `2m`); never zero.
+#[derive(Subcommand)]
+enum DatastoreCommand {
+    /// Copy a stopped server's embedded store into an empty etcd cluster, keeping every object,
+    /// its uid and its resourceVersion; then start servers with --datastore-endpoint.
+    Migrate {
+        /// The server's data directory (the server must be stopped).
+        #[arg(long)]
+        from: PathBuf,
+        /// The etcd cluster: etcd://host:port[,host:port...].
+        #[arg(long, value_parser = etcd_members)]
+        to: EtcdMembers,
+        /// CA certificate (PEM) that signed etcd's serving certificates; turns on TLS.
+        #[arg(long)]
+        datastore_cafile: Option<PathBuf>,
+        /// Client certificate (PEM) for etcd.
+        #[arg(long, requires = "datastore_keyfile")]
+        datastore_certfile: Option<PathBuf>,
+        /// Key (PEM) of --datastore-certfile.
+        #[arg(long, requires = "datastore_certfile")]
+        datastore_keyfile: Option<PathBuf>,
+    },
+}
+
 /// Where `ledge server` keeps the cluster state (flags as K3s names them).
 #[derive(clap::Args)]
 struct DatastoreArgs {
@@ -350,6 +378,24 @@ fn run(command: Command) -> anyhow::Result<()> {
                 ),
             };
             ledge_app::run_image(&dir, cmd)
+        }
+        Command::Datastore {
+            command:
+                DatastoreCommand::Migrate {
+                    from,
+                    to: EtcdMembers(endpoints),
+                    datastore_cafile,
+                    datastore_certfile,
+                    datastore_keyfile,
+                },
+        } => {
+            let mut etcd = ledge_app::EtcdOptions::new(endpoints);
+            etcd.tls = ledge_app::EtcdTls {
+                ca_file: datastore_cafile,
+                cert_file: datastore_certfile,
+                key_file: datastore_keyfile,
+            };
+            runtime()?.block_on(ledge_app::migrate(&from, &etcd))
         }
         Command::Kubeconfig { data_dir } => ledge_app::print_kubeconfig(&server_dir(data_dir)),
         Command::Token { command } => match command {

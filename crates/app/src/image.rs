@@ -6,13 +6,15 @@
 //! runtime), so that no pod start pays for compiling it, and a binary that does not compile is
 //! refused before it is stored.
 
-use std::io::{IsTerminal, Read as _, Write};
+use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ledge_agent::image::{ImageKind, ImageStore};
 use ledge_wasm::Prepared;
+
+use crate::progress::Progress;
 
 /// What `ledge image` was asked to do.
 #[derive(Clone, Debug)]
@@ -46,9 +48,12 @@ pub fn run_image(data_dir: &Path, command: ImageCommand) -> anyhow::Result<()> {
                 ),
                 _ => None,
             };
-            let bar = Progress::new(&file);
+            let bar = Progress::new("importing", file_label(&file));
             let rec = store
-                .import(&file, &name, |done, total| bar.show(done, total))
+                .import(&file, &name, |done, total| {
+                    let mb = |b: u64| b as f64 / 1e6;
+                    bar.show(done, total, &format!("{:.1}/{:.1} MB", mb(done), mb(total)))
+                })
                 .with_context(|| format!("cannot import {}", file.display()))?;
             bar.finish();
             println!(
@@ -159,46 +164,6 @@ fn serde_kind(kind: ImageKind) -> &'static str {
         ImageKind::WasmModule => "wasm-module",
         ImageKind::WasmComponent => "wasm-component",
         ImageKind::Executable => "executable",
-    }
-}
-
-/// A one-line progress bar on a terminal; silent otherwise.
-struct Progress {
-    label: String,
-    tty: bool,
-}
-
-impl Progress {
-    fn new(file: &Path) -> Self {
-        Self {
-            label: file_label(file),
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn show(&self, done: u64, total: u64) {
-        if !self.tty || total == 0 {
-            return;
-        }
-        let pct = (done.saturating_mul(100) / total).min(100);
-        let filled = (pct / 5) as usize;
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\rimporting {} [{}{}] {pct:>3}% {:.1}/{:.1} MB",
-            self.label,
-            "#".repeat(filled),
-            " ".repeat(20 - filled),
-            done as f64 / 1e6,
-            total as f64 / 1e6
-        );
-        let _ = err.flush();
-    }
-
-    fn finish(&self) {
-        if self.tty {
-            eprintln!();
-        }
     }
 }
 

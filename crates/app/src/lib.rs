@@ -7,12 +7,15 @@ mod cluster;
 mod datastore;
 mod image;
 mod leader;
+mod migrate;
 mod peers;
+mod progress;
 mod token;
 mod up;
 
 pub use agent::{AgentCliOptions, agent_options, run_agent};
 pub use datastore::DatastoreOptions;
+pub use migrate::migrate;
 pub use image::{ImageCommand, run_image};
 pub use ledge_store::etcd::{EtcdOptions, EtcdTls, parse_endpoints as parse_etcd_endpoints};
 pub use token::{TokenOptions, create_token, delete_token, list_tokens, parse_duration};
