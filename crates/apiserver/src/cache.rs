@@ -155,20 +155,121 @@ impl Cache {
         let feeder = cache.clone();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
+                let next = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    next = events.next() => match next {
-                        Some(Ok(ev)) => feeder.apply(ev),
-                        Some(Err(e)) => {
-                            tracing::error!(error = %e, "store watch failed; the watch cache stops following");
-                            break;
+                    next = events.next() => next,
+                };
+                match next {
+                    Some(Ok(ev)) => feeder.apply(ev),
+                    // A store shared with other servers (etcd) compacted past this cache, e.g.
+                    // after a long loss of contact: catch up by relisting, then follow again.
+                    Some(Err(StoreError::Compacted {
+                        requested,
+                        compacted,
+                    })) => {
+                        tracing::warn!(
+                            requested,
+                            compacted,
+                            "the store compacted past the watch cache; relisting"
+                        );
+                        match feeder.relist(store.as_ref()).await {
+                            Ok(stream) => events = stream,
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot relist the store; the watch cache stops following");
+                                break;
+                            }
                         }
-                        None => break,
                     }
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "store watch failed; the watch cache stops following");
+                        break;
+                    }
+                    None => break,
                 }
             }
         });
         Ok(cache)
+    }
+
+    /// Bring the cache up to a fresh range of the store, as the changes that lead there (adds and
+    /// updates at their revisions, deletes at the range's), and watch on from it. Retries while
+    /// the store is unavailable.
+    async fn relist(&self, store: &dyn Store) -> Result<ledge_store::WatchStream, StoreError> {
+        loop {
+            let fresh = match store.range("/registry/").await {
+                Ok(fresh) => fresh,
+                Err(StoreError::Unavailable(why)) => {
+                    tracing::debug!(reason = %why, "relist waits for the store");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for ev in self.catch_up(fresh.kvs, fresh.revision) {
+                self.apply(ev);
+            }
+            self.advance(fresh.revision);
+            match store.watch("/registry/", fresh.revision) {
+                // Compacted again while relisting: go round once more.
+                Err(StoreError::Compacted { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The events that turn the cached objects into `kvs` (read at `revision`), in revision order.
+    fn catch_up(&self, kvs: Vec<ledge_store::KeyValue>, revision: Revision) -> Vec<Event> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut events = Vec::new();
+        let mut present = std::collections::HashSet::new();
+        for kv in kvs {
+            present.insert(kv.key.clone());
+            let cached_rv = inner
+                .objects
+                .get(&kv.key)
+                .and_then(|o| o.pointer("/metadata/resourceVersion"))
+                .and_then(Value::as_str)
+                .and_then(|rv| rv.parse::<Revision>().ok());
+            if cached_rv != Some(kv.mod_revision) {
+                events.push(Event {
+                    kind: EventKind::Put,
+                    kv,
+                    prev: None,
+                });
+            }
+        }
+        for (key, obj) in &inner.objects {
+            if !present.contains(key) {
+                events.push(Event {
+                    kind: EventKind::Delete,
+                    kv: ledge_store::KeyValue {
+                        key: key.clone(),
+                        value: serde_json::to_vec(&**obj).unwrap_or_default().into(),
+                        create_revision: 0,
+                        mod_revision: revision,
+                    },
+                    prev: None,
+                });
+            }
+        }
+        events.sort_by_key(Event::revision);
+        events
+    }
+
+    /// Record that the cache reflects the store up to `revision` (no change of its own there).
+    fn advance(&self, revision: Revision) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if revision > inner.revision {
+            inner.revision = revision;
+        }
+        drop(inner);
+        self.revision_tx.send_if_modified(|r| {
+            let moved = revision > *r;
+            if moved {
+                *r = revision;
+            }
+            moved
+        });
     }
 
     fn apply(&self, ev: Event) {
@@ -285,5 +386,84 @@ impl Cache {
             live,
             revision: inner.revision,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ledge_store::{EmbeddedOptions, EmbeddedStore, KeyValue};
+
+    fn cm(name: &str, value: &str) -> Bytes {
+        Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default"}, "data": {"k": value},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_relist_becomes_the_changes_that_lead_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("db"), EmbeddedOptions::default()).unwrap();
+        let key = |n: &str| format!("/registry/configmaps/default/{n}");
+        let kept = store.create(&key("kept"), cm("kept", "1")).await.unwrap();
+        store
+            .create(&key("changed"), cm("changed", "1"))
+            .await
+            .unwrap();
+        store.create(&key("gone"), cm("gone", "1")).await.unwrap();
+        let cancel = CancellationToken::new();
+        let cache = Cache::start(Arc::new(store.clone()), 100, cancel.clone())
+            .await
+            .unwrap();
+
+        // What another server's store might hold after this cache lost track of it.
+        let fresh = vec![
+            kept.clone(),
+            KeyValue {
+                key: key("changed"),
+                value: cm("changed", "2"),
+                create_revision: 2,
+                mod_revision: 10,
+            },
+            KeyValue {
+                key: key("new"),
+                value: cm("new", "1"),
+                create_revision: 11,
+                mod_revision: 11,
+            },
+        ];
+        let events = cache.catch_up(fresh, 12);
+        let summary: Vec<(EventKind, &str, Revision)> = events
+            .iter()
+            .map(|e| (e.kind, e.kv.key.rsplit('/').next().unwrap(), e.revision()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (EventKind::Put, "changed", 10),
+                (EventKind::Put, "new", 11),
+                (EventKind::Delete, "gone", 12),
+            ]
+        );
+        for ev in events {
+            cache.apply(ev);
+        }
+        cache.advance(12);
+        assert_eq!(cache.revision(), 12);
+        let names: Vec<String> = cache
+            .list("/registry/configmaps/", None)
+            .items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["changed", "kept", "new"]);
+        cancel.cancel();
+        store.shutdown().await.unwrap();
     }
 }
