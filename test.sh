@@ -17,9 +17,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 REPO_ROOT=$(pwd)
 
-# Debian packages the build and the tests need. Later work adds its own here (etcd-server, runc,
-# mosquitto, ...). python3-venv is added below only when the venv module is unusable.
+# Debian packages the build and the tests need. Later work adds its own here (runc, mosquitto,
+# ...). python3-venv is added below only when the venv module is unusable.
 DEBIAN_PACKAGES=(protobuf-compiler iproute2
+    # The etcd datastore: the store suite, the HA tests and the bench baseline run real etcd.
+    etcd-server
     # Wasm fixtures and examples/hello-wasm: C → WASI with clang + wasi-libc (crates/wasm/fixtures).
     clang lld wasi-libc libclang-rt-14-dev-wasm32
     busybox-static
@@ -92,6 +94,10 @@ install_debian_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" </dev/null
+    # Debian starts the packaged etcd service on install; the tests run their own members.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+        as_root systemctl stop etcd || true
+    fi
 }
 
 # (Re)create .venv when it is missing or broken, and reinstall the requirements only when they (or

@@ -95,9 +95,9 @@ enum Command {
     },
     /// Run a node agent: join the cluster, register this machine as a Node, keep it Ready.
     Agent {
-        /// The server URL, e.g. https://10.0.0.1:6443. With several servers, give several
-        /// (repeat the flag or separate them by commas), tried in order; the agent also learns
-        /// every server from the cluster and fails over between them on its own.
+        /// The server URL, e.g. https://10.0.0.1:6443; several may be given (repeat the flag or
+        /// separate them by commas), the first is tried first. The agent also learns every
+        /// server of the cluster and fails over between them on its own.
         #[arg(long, env = "LEDGE_SERVER", required = true)]
         server: Vec<String>,
         /// Join token from `ledge token create` (only needed until the node has a certificate).
@@ -458,6 +458,31 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn agents_take_several_servers() {
+        let cli = Cli::try_parse_from([
+            "ledge",
+            "agent",
+            "--server",
+            "https://10.0.0.1:6443,https://10.0.0.2:6443",
+            "--server",
+            "https://[fd00::3]:6443",
+        ])
+        .unwrap();
+        let Command::Agent { server, .. } = cli.command else {
+            panic!("not the agent command");
+        };
+        // Handed to the agent as one comma-separated list, as `LEDGE_SERVER` holds it.
+        assert_eq!(
+            server.join(","),
+            "https://10.0.0.1:6443,https://10.0.0.2:6443,https://[fd00::3]:6443"
+        );
+        assert!(
+            Cli::try_parse_from(["ledge", "agent"]).is_err()
+                || std::env::var_os("LEDGE_SERVER").is_some()
+        );
     }
 
     #[test]

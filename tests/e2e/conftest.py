@@ -99,14 +99,17 @@ def _server_url(kubeconfig: Path) -> str:
     return url
 
 
-def start_server(ledge_bin: Path, kubectl_path: str, base: Path, *extra: str) -> Server:
-    """Starts `ledge server` on a free 127.0.0.1 port with data dir `base/data` and log
-    `base/ledge-server.log`, and returns it ready (`/readyz` = ok); the caller stops it
-    (`server.stop()`). `extra` are further server flags."""
-    data_dir = base / "data"
-    data_dir.mkdir(parents=True)
+def start_server(ledge_bin: Path, kubectl_path: str, base: Path, *extra: str,
+                 data_dir: Path | None = None, port: int | None = None) -> Server:
+    """Starts `ledge server` on a free 127.0.0.1 port with data dir `base/data` (or an existing
+    `data_dir`, to restart a server on its state) and log `base/ledge-server.log`, and returns it
+    ready (`/readyz` = ok); the caller stops it (`server.stop()`). `extra` are further flags."""
+    if data_dir is None:
+        data_dir = base / "data"
+        data_dir.mkdir(parents=True)
+    base.mkdir(parents=True, exist_ok=True)
     log_path = base / "ledge-server.log"
-    port = _free_port()
+    port = port or _free_port()
     cmd = [
         str(ledge_bin), "server",
         "--data-dir", str(data_dir),

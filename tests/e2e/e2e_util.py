@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
@@ -371,3 +372,117 @@ class BackgroundPoller:
         self.thread.join(timeout=10)
         if self.error is not None and exc[0] is None:
             raise AssertionError(f"{type(self).__name__} failed: {self.error!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# real etcd members and process-runtime workloads (the HA and migration suites)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Etcd:
+    """`size` etcd members on free loopback ports, each with its own data dir and log."""
+
+    def __init__(self, base: Path, size: int):
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        ports = [(free_port(), free_port()) for _ in range(size)]
+        initial = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports))
+        self.clients = [f"127.0.0.1:{client}" for client, _ in ports]
+        self.commands = []
+        for i, (client, peer) in enumerate(ports):
+            self.commands.append([
+                "etcd", "--name", f"m{i}", "--data-dir", str(base / f"m{i}"),
+                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--initial-cluster-token", f"ledge-test-{ports[0][0]}",
+                "--heartbeat-interval", "50", "--election-timeout", "500",
+                "--log-level", "warn",
+            ])
+        self.procs: list[subprocess.Popen | None] = [None] * size
+        for i in range(size):
+            self._spawn(i)
+        for i in range(size):
+            self.wait_healthy(i)
+
+    @property
+    def url(self) -> str:
+        return "etcd://" + ",".join(self.clients)
+
+    def log(self, i: int) -> Path:
+        return self.base / f"m{i}.log"
+
+    def _spawn(self, i: int) -> None:
+        with open(self.log(i), "ab") as out:
+            self.procs[i] = subprocess.Popen(self.commands[i], stdin=subprocess.DEVNULL,
+                                             stdout=out, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+
+    def healthy(self, i: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.clients[i]}/health", timeout=2) as r:
+                return b'"health":"true"' in r.read()
+        except OSError:
+            return False
+
+    def wait_healthy(self, i: int) -> None:
+        wait_until(lambda: self.healthy(i), f"etcd member m{i} to be healthy", timeout=60)
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def revive(self, i: int) -> None:
+        self._spawn(i)
+        self.wait_healthy(i)
+
+    def stop(self) -> None:
+        for i in range(len(self.procs)):
+            self.kill(i)
+
+
+def processes(pattern: str) -> list[str]:
+    """PIDs of the processes whose command line contains `pattern`."""
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def process_pod_template(command: str) -> dict:
+    """A pod spec running `command` with `/bin/sh -c` on the node (the `process` runtime)."""
+    return {"runtimeClassName": "process", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": "host",
+                            "command": ["/bin/sh", "-c", command]}]}
+
+
+def process_deployment(name: str, replicas: int, command: str) -> dict:
+    """A Deployment whose pods run `command` with the `process` runtime."""
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": process_pod_template(command)}}}
+
+
+def running_pods(kubectl, ns: str, app: str) -> list[dict]:
+    """The Running, not terminating pods labelled `app=<app>`."""
+    items = kubectl.json("-n", ns, "get", "pods", "-l", f"app={app}")["items"]
+    return [p for p in items if p["status"].get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")]
+
+
+def fingerprint(pod: dict) -> tuple:
+    """What changes when a pod is replaced or restarted."""
+    statuses = pod["status"].get("containerStatuses") or [{}]
+    return (pod["metadata"]["uid"], pod["spec"].get("nodeName"),
+            statuses[0].get("restartCount"), pod["status"].get("startTime"))

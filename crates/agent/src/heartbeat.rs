@@ -72,9 +72,10 @@ pub struct Heartbeat {
     pub server_view: Option<std::sync::Arc<ledge_controller::Informer>>,
     /// Told whether each renewal reached the server.
     pub link: std::sync::Arc<crate::node_store::Link>,
-    /// True while the server renews the Lease itself (the tunnel is alive): no renewals are
-    /// sent then, only status changes.
-    pub renewed_by_server: tokio::sync::watch::Receiver<bool>,
+    /// Set (to the tunnel session) while a server renews the Lease itself (the tunnel to the
+    /// current server is alive): no renewals are sent then, only status changes. When it is
+    /// unset — that server died, or the agent moved to another — the Lease is renewed at once.
+    pub renewed_by_server: tokio::sync::watch::Receiver<Option<u64>>,
 }
 
 impl Heartbeat {
@@ -237,14 +238,26 @@ impl Heartbeat {
         let mut created = false;
         let mut ticker = tokio::time::interval(self.lease_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut renewals = self.renewed_by_server.clone();
+        renewals.mark_unchanged();
         loop {
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
+                // The server that renewed the Lease stopped (its tunnel ended, or the agent
+                // moved to another server): its last renewal may be almost an interval old and
+                // the next may never come, so renew now rather than at the next tick — with
+                // several servers this is what keeps the node Ready when one of them dies.
+                Ok(()) = renewals.changed() => {
+                    if renewals.borrow_and_update().is_some() {
+                        continue;
+                    }
+                }
             }
             // While the tunnel is alive the server renews the Lease: only the status is looked
             // at. Otherwise (and until a failed renewal succeeds again) this side renews.
-            if *self.renewed_by_server.borrow() && outage.is_none() && created {
+            if self.renewed_by_server.borrow().is_some() && outage.is_none() && created {
                 lease = None;
             } else if self
                 .renew_once(&mut lease, &mut outage, &mut force_report)

@@ -94,9 +94,9 @@ pub async fn credentials(
     let token = token.ok_or_else(|| AgentError::NoToken {
         dir: opts.data_dir.clone(),
     })?;
-    let ca_pem = fetch_ca(&opts.server, &token, cancel).await?;
-    let client = HttpClient::new(
-        &opts.server,
+    let ca_pem = fetch_ca(&opts.servers, &token, cancel).await?;
+    let client = HttpClient::for_servers(
+        &opts.servers,
         Trust::Roots(&ca_pem),
         Auth::Bearer(token.bearer()),
     )?;
@@ -119,11 +119,12 @@ pub async fn credentials(
 
 /// Fetch the CA from an unverified connection and check it against the token.
 async fn fetch_ca(
-    server: &str,
+    servers: &[String],
     token: &JoinToken,
     cancel: &CancellationToken,
 ) -> Result<String, AgentError> {
-    let anonymous = HttpClient::new(server, Trust::Unverified, Auth::Anonymous)?;
+    // Any server will do: they share the CA.
+    let anonymous = HttpClient::for_servers(servers, Trust::Unverified, Auth::Anonymous)?;
     let fetched = retry("fetching the cluster CA", cancel, || async {
         anonymous
             .get_bytes("/cacerts")
@@ -133,7 +134,10 @@ async fn fetch_ca(
     .await
     .map_err(|e| {
         AgentError::api(
-            format!("cannot fetch the cluster CA from {server}/cacerts"),
+            format!(
+                "cannot fetch the cluster CA from {}/cacerts",
+                anonymous.url()
+            ),
             e,
         )
     })?
@@ -141,7 +145,7 @@ async fn fetch_ca(
     token.verify_ca(&fetched)?;
     let pem = String::from_utf8(fetched.to_vec())
         .map_err(|_| AgentError::Certificate("the cluster CA is not PEM text".into()))?;
-    tracing::info!(server, sha256 = %token.ca_hash, "the server's CA matches the join token");
+    tracing::info!(server = %anonymous.url(), sha256 = %token.ca_hash, "the server's CA matches the join token");
     Ok(pem)
 }
 

@@ -4,7 +4,9 @@
 //!   node client certificate through the certificates.k8s.io CSR API, keep it in the data dir
 //!   ([`files`]);
 //! - [`node`]: register the Node with real capacity, addresses, labels and taints;
-//! - [`heartbeat`]: renew the node Lease and report status when it changes.
+//! - [`heartbeat`]: renew the node Lease and report status when it changes;
+//! - [`discovery`]: learn every server of the cluster, so the client fails over between them
+//!   and a [`tunnel`] reaches each.
 //!
 //! It only ever dials out — one HTTP/2 connection ([`client`]) — and never listens on a port.
 //! An unreachable server is retried with capped, jittered back-off ([`backoff`]) and said so;
@@ -15,6 +17,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod discovery;
 pub mod error;
 pub mod exec;
 pub mod files;
@@ -56,8 +59,9 @@ pub const NODES_GROUP: &str = "system:nodes";
 /// How to run the agent (`ledge agent` flags).
 #[derive(Clone, Debug)]
 pub struct AgentOptions {
-    /// The server URL, `https://host:port`.
-    pub server: String,
+    /// The server URLs, `https://host:port`, the first tried first (`--server`). The servers
+    /// learned from the cluster are added to them ([`discovery`]).
+    pub servers: Vec<String>,
     /// The join token; needed only until the node has a certificate.
     pub token: Option<String>,
     /// Where the agent keeps its credentials (and later its node store).
@@ -85,10 +89,13 @@ pub struct AgentOptions {
 }
 
 impl AgentOptions {
-    /// Options with kubelet's defaults for everything but the server and data dir.
-    pub fn new(server: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+    /// Options with kubelet's defaults for everything but the servers and data dir.
+    pub fn new(
+        servers: impl IntoIterator<Item = impl Into<String>>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
         Self {
-            server: server.into(),
+            servers: servers.into_iter().map(Into::into).collect(),
             token: None,
             data_dir: data_dir.into(),
             node_name: None,
@@ -139,8 +146,16 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
             "--lease-interval must be positive".into(),
         ));
     }
+    // Bad URLs stop the agent before anything else, whether or not it needs to join.
+    if opts.servers.is_empty() {
+        return Err(AgentError::Config(
+            "--server is required: the URL of a ledge server".into(),
+        ));
+    }
+    client::ServerSet::new(&opts.servers)
+        .map_err(|e| AgentError::Config(format!("--server: {e}")))?;
     files::create_private_dir(&opts.data_dir)?;
-    tracing::info!(node = %name, server = %opts.server, "ledge agent starting");
+    tracing::info!(node = %name, server = %opts.servers.join(","), "ledge agent starting");
     // Compile stored images the Wasm cache lacks (after an upgrade, a wiped cache) while the
     // node joins, rather than in their first pod's start.
     tokio::spawn({
@@ -152,14 +167,21 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         async move { runtimes.prepare_stored(&images, &cancel).await }
     });
     let creds = join::credentials(&opts, &name, cancel).await?;
-    let client = HttpClient::new(
-        &opts.server,
+    let client = HttpClient::for_servers(
+        &opts.servers,
         Trust::Roots(&creds.ca_pem),
         Auth::Certificate {
             cert_pem: creds.cert_pem.clone(),
             key_pem: creds.key_pem.clone(),
         },
     )?;
+    // The servers learned before: if the first `--server` is gone, the others are tried.
+    match discovery::load(&opts.data_dir) {
+        Ok(known) => {
+            client.set_learned(&known);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the known servers"),
+    }
     let store = NodeStore::open(&opts.data_dir).map_err(|e| AgentError::Config(e.to_string()))?;
     let link = Arc::new(Link::default());
     let flusher = tokio::spawn(store.clone().run_flusher(cancel.child_token()));
@@ -222,7 +244,7 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         }
     };
     let client = client.with_request_timeout(request_timeout(opts.lease_interval));
-    let (renewed_by_server, renewals) = tokio::sync::watch::channel(false);
+    let (renewed_by_server, renewals) = tokio::sync::watch::channel(None);
     let served = serve(
         &opts,
         &name,
@@ -307,8 +329,8 @@ impl Served {
     }
 }
 
-/// Start the pods (from the node store, then as the server says), logs/exec tunnel and
-/// service proxy.
+/// Start the pods (from the node store, then as the server says), logs/exec tunnels, the
+/// following of the cluster's servers and the service proxy.
 #[allow(clippy::too_many_arguments)]
 fn serve(
     opts: &AgentOptions,
@@ -318,7 +340,7 @@ fn serve(
     link: &Arc<Link>,
     ip: Option<IpAddr>,
     machine: &facts::Facts,
-    renewed_by_server: tokio::sync::watch::Sender<bool>,
+    renewed_by_server: tunnel::RenewedBy,
     cancel: &CancellationToken,
 ) -> Served {
     let logs = Arc::new(logs::Logs::new(opts.data_dir.join("logs/pods")));
@@ -378,7 +400,12 @@ fn serve(
         store.clone(),
         cancel.child_token(),
     ));
-    let mut tasks = vec![tunnel, proxy, pods];
+    let discovery = tokio::spawn(discovery::run(
+        client.clone(),
+        opts.data_dir.clone(),
+        cancel.child_token(),
+    ));
+    let mut tasks = vec![tunnel, proxy, pods, discovery];
     if let Some(addr) = opts.local_api {
         let api = Arc::new(local_api::LocalApi {
             client: client.clone(),

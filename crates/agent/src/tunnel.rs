@@ -1,10 +1,15 @@
-//! The agent's end of the reverse tunnel: it dials the server (`GET /ledge/v1/tunnel`, upgraded),
+//! The agent's end of the reverse tunnels: it dials a server (`GET /ledge/v1/tunnel`, upgraded),
 //! then *serves* HTTP/2 on that connection, so the server can ask the node for container logs
-//! without the node opening a port. A broken tunnel is redialled with capped back-off.
+//! or an exec without the node opening a port. A `kubectl logs` may reach any of several
+//! servers, so (as K3s' remotedialer) the agent keeps one tunnel to every server it knows, each
+//! redialled on its own with capped back-off, started and stopped as servers come and go.
+//! Only the tunnel to the server the agent's API connection uses asks that server to renew the
+//! node's Lease.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +19,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::HttpClient;
+use crate::client::{HttpClient, TunnelTarget};
 use crate::exec::Targets;
 use crate::logs::{LogError, Logs, Options};
 
@@ -32,43 +37,142 @@ use ledge_api::tunnel::{RENEW_HEADER, RENEW_PARAM};
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Keep a tunnel open until `cancel` (the [`Link`](crate::node_store::Link) follows it),
-/// offering the server to renew the node's Lease every
-/// `lease_interval` while it lives. `renewed_by_server` is true while the server does so (the
-/// heartbeat then sends no renewals of its own).
+/// The longest wait between two attempts to open a tunnel to a server the agent does not talk
+/// to: it only serves `kubectl logs`/`exec` sent to that server, and a server that is down for
+/// long should not cost a connection attempt every few seconds on a metered link.
+pub const SPARE_RECONNECT_CAP: Duration = Duration::from_secs(30);
+
+/// Which tunnel session has its server renewing the node's Lease (`None`: no server does, the
+/// heartbeat renews it). A session clears only its own mark, so a tunnel that ends late never
+/// unsets the renewal of its successor.
+pub type RenewedBy = tokio::sync::watch::Sender<Option<u64>>;
+
+/// Tells tunnel sessions apart.
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+/// What every tunnel shares.
+struct Shared {
+    client: HttpClient,
+    services: Services,
+    lease_interval: Duration,
+    renewed_by_server: RenewedBy,
+    link: Arc<crate::node_store::Link>,
+}
+
+/// Keep a tunnel open to every server the client knows until `cancel`, following the client's
+/// server set (learned servers, failover). The tunnel to the current server offers the server
+/// to renew the node's Lease every `lease_interval` while it lives (`renewed_by_server` then
+/// names it, and the heartbeat sends no renewals of its own), and the
+/// [`Link`](crate::node_store::Link) follows it.
+///
+/// # Cancel safety
+/// Returns once every tunnel has stopped after `cancel`.
 pub async fn run(
     client: HttpClient,
     services: Services,
     lease_interval: Duration,
-    renewed_by_server: tokio::sync::watch::Sender<bool>,
+    renewed_by_server: RenewedBy,
     link: Arc<crate::node_store::Link>,
     cancel: CancellationToken,
 ) {
+    let mut servers = client.servers();
+    let shared = Arc::new(Shared {
+        client,
+        services,
+        lease_interval,
+        renewed_by_server,
+        link,
+    });
+    type Running = (CancellationToken, tokio::task::JoinHandle<()>);
+    let key = |t: &TunnelTarget| (t.server.url().to_string(), t.renews, t.failover);
+    let mut open: HashMap<(String, bool, bool), Running> = HashMap::new();
+    loop {
+        let targets = servers.borrow_and_update().tunnel_targets();
+        let wanted: HashSet<_> = targets.iter().map(key).collect();
+        // A tunnel whose role changed (its server became, or stopped being, the current one;
+        // a second server appeared or the last other one went) is reopened: the renewal is
+        // asked for, and the pings are set, when the tunnel opens.
+        open.retain(|key, (stop, _)| {
+            let keep = wanted.contains(key);
+            if !keep {
+                tracing::debug!(server = %key.0, renews = key.1, "closing the tunnel");
+                stop.cancel();
+            }
+            keep
+        });
+        for t in targets {
+            if !open.contains_key(&key(&t)) {
+                let stop = cancel.child_token();
+                let k = key(&t);
+                let task = tokio::spawn(keep_open(shared.clone(), t, stop.clone()));
+                open.insert(k, (stop, task));
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = servers.changed() => if changed.is_err() {
+                // The client is gone (it cannot be while `shared` holds it).
+                cancel.cancelled().await;
+                break;
+            },
+        }
+    }
+    for (_, (_, task)) in open {
+        let _ = task.await;
+    }
+}
+
+/// Keep one tunnel open until `cancel`, offering the Lease renewal if `target.renews`.
+async fn keep_open(shared: Arc<Shared>, target: TunnelTarget, cancel: CancellationToken) {
+    let TunnelTarget {
+        server,
+        renews,
+        failover,
+    } = target;
+    let lease_interval = shared.lease_interval;
     let mut delay = Duration::from_millis(500);
-    let path = format!("{PATH}?{RENEW_PARAM}={}", lease_interval.as_millis());
+    let (path, cap) = if renews {
+        (
+            format!("{PATH}?{RENEW_PARAM}={}", lease_interval.as_millis()),
+            crate::RECONNECT_CAP,
+        )
+    } else {
+        (PATH.to_string(), SPARE_RECONNECT_CAP)
+    };
     loop {
         let opened = tokio::select! {
-            r = client.open_tunnel(&path, PROTOCOL) => r,
+            r = shared.client.open_tunnel(&server, &path, PROTOCOL) => r,
             _ = cancel.cancelled() => return,
         };
         match opened {
             Ok((io, headers)) => {
-                tracing::debug!("tunnel to the server open");
+                tracing::debug!(server = %server.url(), renews, "tunnel to the server open");
                 delay = Duration::from_millis(500);
-                let renews = headers.contains_key(RENEW_HEADER);
-                renewed_by_server.send_replace(renews);
-                link.set_up(true);
-                // The server pings every three lease intervals; this side pings only if it has
-                // heard nothing for four (so, on a live link, never), and gives up after one more.
-                let (ping_every, ping_timeout) = if renews {
-                    (
-                        lease_interval * 4,
-                        lease_interval.max(Duration::from_secs(1)),
-                    )
+                let renewed = renews && headers.contains_key(RENEW_HEADER);
+                let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
+                if renewed {
+                    shared.renewed_by_server.send_replace(Some(session));
+                }
+                if renews {
+                    shared.link.set_up(true);
+                }
+                // A renewing server pings every three lease intervals; this side pings only if it
+                // has heard nothing for four (so, on a live link, never), and gives up after one
+                // more. With another server to go to, this side pings after one and a half quiet
+                // intervals instead (twice the pings, said in docs/operations.md): a server that
+                // died silently is then noticed, and the Lease renewed elsewhere, before the node
+                // turns Unknown (40 s). A tunnel without renewal gets no pings from the server:
+                // this side pings after four quiet intervals. A server that cannot renew at all
+                // (an older one) is pinged every 20 s.
+                let ping_timeout = lease_interval.max(Duration::from_secs(1));
+                let (ping_every, ping_timeout) = if renewed && failover {
+                    (lease_interval * 3 / 2, ping_timeout)
+                } else if renewed || !renews {
+                    (lease_interval * 4, ping_timeout)
                 } else {
                     (Duration::from_secs(20), Duration::from_secs(20))
                 };
-                let services = services.clone();
+                let services = shared.services.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let services = services.clone();
                     async move { Ok::<_, Infallible>(handle(&services, req).await) }
@@ -78,24 +182,54 @@ pub async fn run(
                     .keep_alive_interval(Some(ping_every))
                     .keep_alive_timeout(ping_timeout)
                     .serve_connection(io, service);
-                tokio::select! {
-                    r = conn => if let Err(e) = r {
-                        tracing::debug!(error = %e, "tunnel to the server ended");
+                let cancelled = tokio::select! {
+                    r = conn => {
+                        if let Err(e) = r {
+                            tracing::debug!(server = %server.url(), error = %e, "tunnel to the server ended");
+                        }
+                        false
                     },
-                    _ = cancel.cancelled() => return,
+                    _ = cancel.cancelled() => true,
+                };
+                if renews && !cancelled {
+                    // Whatever ended it (a dead link, a server restart or crash), the server is
+                    // not known to be reachable until something reaches it again. With other
+                    // servers to go to, the API connection to this one is dropped too, so the
+                    // heartbeat's next request fails over at once rather than timing out on a
+                    // connection to a server that may have died silently.
+                    shared.link.set_up(false);
+                    if failover {
+                        shared.client.forget_server(&server).await;
+                    }
                 }
-                renewed_by_server.send_replace(false);
-                // Whatever ended it (a dead link, a server restart), the server is not known
-                // to be reachable until something reaches it again.
-                link.set_up(false);
+                if renewed {
+                    shared
+                        .renewed_by_server
+                        .send_if_modified(|by| clear_if(by, session));
+                }
+                if cancelled {
+                    return;
+                }
             }
-            Err(e) => tracing::debug!(error = %e, "cannot open the tunnel; retrying"),
+            Err(e) => {
+                tracing::debug!(server = %server.url(), error = %e, "cannot open the tunnel; retrying")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => return,
         }
-        delay = (delay * 2).min(crate::RECONNECT_CAP);
+        delay = (delay * 2).min(cap);
+    }
+}
+
+/// Unset the renewal mark if `session` holds it; whether it did.
+fn clear_if(by: &mut Option<u64>, session: u64) -> bool {
+    if *by == Some(session) {
+        *by = None;
+        true
+    } else {
+        false
     }
 }
 
@@ -251,4 +385,21 @@ async fn logs(
     let logs = logs.clone();
     tokio::spawn(async move { logs.stream(file, opts, tx).await });
     stream_response(rx, "text/plain")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tunnel_that_ends_late_leaves_its_successors_renewal_alone() {
+        let (renewed_by, watching) = tokio::sync::watch::channel(None);
+        renewed_by.send_replace(Some(1));
+        // The tunnel to the new current server opened before the old one noticed its end.
+        renewed_by.send_replace(Some(2));
+        assert!(!renewed_by.send_if_modified(|by| clear_if(by, 1)));
+        assert_eq!(*watching.borrow(), Some(2));
+        assert!(renewed_by.send_if_modified(|by| clear_if(by, 2)));
+        assert_eq!(*watching.borrow(), None);
+    }
 }

@@ -15,9 +15,9 @@ mod up;
 
 pub use agent::{AgentCliOptions, agent_options, run_agent};
 pub use datastore::DatastoreOptions;
-pub use migrate::migrate;
 pub use image::{ImageCommand, run_image};
 pub use ledge_store::etcd::{EtcdOptions, EtcdTls, parse_endpoints as parse_etcd_endpoints};
+pub use migrate::migrate;
 pub use token::{TokenOptions, create_token, delete_token, list_tokens, parse_duration};
 pub use up::{UpOptions, run_up};
 

@@ -61,13 +61,15 @@ pub async fn migrate(from: &Path, to: &EtcdOptions) -> anyhow::Result<()> {
 
 /// Copy every key; returns how many and the revision etcd ended at.
 async fn copy(source: &EmbeddedStore, to: &EtcdOptions) -> anyhow::Result<(usize, i64)> {
-    let all = source.range("").await.context("cannot read the embedded store")?;
+    let all = source
+        .range("")
+        .await
+        .context("cannot read the embedded store")?;
     let target = match EtcdStore::connect(to).await {
         Ok(store) => store,
         Err(e) => {
-            return Err(e).with_context(|| {
-                format!("cannot reach etcd at {}", to.endpoints.join(","))
-            });
+            return Err(e)
+                .with_context(|| format!("cannot reach etcd at {}", to.endpoints.join(",")));
         }
     };
     let existing = target.range("/registry/").await?;

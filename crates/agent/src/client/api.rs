@@ -239,7 +239,7 @@ impl HttpClient {
                 self.forget_connection(used.load(std::sync::atomic::Ordering::Relaxed))
                     .await;
                 return Err(ApiError::from(ClientError::Unreachable {
-                    server: self.url().to_string(),
+                    server: self.url(),
                     reason: "the watch request timed out".into(),
                 }));
             }

@@ -140,7 +140,14 @@ pub(super) async fn check_namespace(
         group: "",
         resource: "namespaces",
     };
-    match state.cache.get(&key) {
+    let mut found = state.cache.get(&key);
+    if found.is_none() {
+        // A namespace this server (or, on a shared store, another one) just created may not
+        // have reached the cache yet: catch up before calling it missing.
+        state.cache.wait_for(state.store.current_revision()).await;
+        found = state.cache.get(&key);
+    }
+    match found {
         None => Err(ApiError::not_found(gr, ns)),
         Some(n) if creating && object::is_deleting(&n) => {
             let mut e = ApiError::forbidden(format!(

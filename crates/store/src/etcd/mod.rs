@@ -46,7 +46,23 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// How long a request keeps being retried while etcd is unavailable before it fails: long
 /// enough to ride over one member's crash and the election after it (about one election
 /// timeout, 1 s by default), short enough that a lost quorum is reported promptly.
-const UNAVAILABLE_BUDGET: Duration = Duration::from_millis(2000);
+const UNAVAILABLE_BUDGET: Duration = Duration::from_millis(3000);
+
+/// The longest one attempt of a request may take. Healthy etcd answers in milliseconds; a write
+/// caught in a leader change would otherwise wait for etcd's own timeout (5 s and more).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A request that failed, and whether it may have been applied anyway (sent, answer lost).
+struct Failed {
+    error: StoreError,
+    maybe_applied: bool,
+}
+
+impl From<Failed> for StoreError {
+    fn from(failed: Failed) -> Self {
+        failed.error
+    }
+}
 
 /// The [`Store`] backed by an etcd cluster; cheap to clone, clones share one connection.
 #[derive(Clone)]
@@ -116,13 +132,16 @@ impl EtcdStore {
     /// A request that never reached a member (connection refused: the balancer picked a dead
     /// member) or that a member refused for lack of a leader (`hasleader`) was not applied, so
     /// it is retried on another member for up to [`UNAVAILABLE_BUDGET`]; a read (`idempotent`)
-    /// is retried on any unavailability. Each attempt is bounded by the request timeout.
-    async fn call<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T>
+    /// is also retried after any other unavailability or a slow attempt, within the request
+    /// timeout. Each attempt is bounded by [`ATTEMPT_TIMEOUT`]: a write caught in a leader
+    /// change waits for etcd's own timeout otherwise.
+    async fn call<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T, Failed>
     where
         F: Fn(KvClient) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let started = tokio::time::Instant::now();
+        let attempt_timeout = ATTEMPT_TIMEOUT.min(self.inner.timeout);
         let mut attempt: u32 = 0;
         loop {
             let kv = self
@@ -130,37 +149,73 @@ impl EtcdStore {
                 .client
                 .kv_client()
                 .max_decoding_message_size(MAX_MESSAGE);
-            let error = match tokio::time::timeout(self.inner.timeout, op(kv)).await {
+            let outcome = tokio::time::timeout(attempt_timeout, op(kv)).await;
+            let (error, kind) = match outcome {
                 Ok(Ok(answer)) => {
                     self.set_degraded(None);
                     return Ok(answer);
                 }
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    let why = format!("etcd did not answer within {:?}", self.inner.timeout);
-                    self.set_degraded(Some(why.clone()));
-                    return Err(StoreError::Unavailable(why));
+                Ok(Err(e)) => {
+                    let kind = Failure::of(&e);
+                    (map_error(e), kind)
                 }
+                Err(_) => (
+                    StoreError::Unavailable(format!(
+                        "etcd did not answer within {attempt_timeout:?}"
+                    )),
+                    Failure::Unavailable,
+                ),
             };
-            let retry = match Failure::of(&error) {
-                Failure::NotSent => true,
-                Failure::Unavailable => idempotent,
-                Failure::Other => false,
+            let budget = match kind {
+                Failure::NotSent => UNAVAILABLE_BUDGET,
+                Failure::Unavailable if idempotent => self.inner.timeout,
+                _ => Duration::ZERO,
             };
-            if !retry || started.elapsed() >= UNAVAILABLE_BUDGET {
-                let error = map_error(error);
+            if started.elapsed() >= budget {
                 if let StoreError::Unavailable(why) = &error {
                     self.set_degraded(Some(why.clone()));
                 }
-                return Err(error);
+                return Err(Failed {
+                    error,
+                    maybe_applied: matches!(kind, Failure::Unavailable),
+                });
             }
             attempt += 1;
             tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(10)))).await;
         }
     }
 
+    /// A one-key write whose answer may be lost (a member or the leader died while it was in
+    /// flight) is sent again until the request timeout, and `settle` decides from what the
+    /// repeated attempt found whether the lost one was applied.
+    async fn write<T>(
+        &self,
+        key: &str,
+        compare: &Compare,
+        op: &TxnOp,
+        settle: impl Fn(bool, TxnOpResponse, bool) -> Result<T>,
+    ) -> Result<T> {
+        let started = tokio::time::Instant::now();
+        let mut ambiguous = false;
+        loop {
+            match self.txn(key, compare.clone(), op.clone()).await {
+                Ok((done, answer)) => return settle(done, answer, ambiguous),
+                Err(failed) if failed.maybe_applied && started.elapsed() < self.inner.timeout => {
+                    tracing::debug!(key, error = %failed.error, "etcd write answer lost; sending it again");
+                    ambiguous = true;
+                }
+                Err(failed) => return Err(failed.error),
+            }
+        }
+    }
+
     /// Run a one-key transaction: `ops` if `compare` holds, else read the key back.
-    async fn txn(&self, key: &str, compare: Compare, ops: TxnOp) -> Result<(bool, TxnOpResponse)> {
+    async fn txn(
+        &self,
+        key: &str,
+        compare: Compare,
+        ops: TxnOp,
+    ) -> Result<(bool, TxnOpResponse), Failed> {
         let txn = Txn::new()
             .when([compare])
             .and_then([ops])
@@ -172,9 +227,14 @@ impl EtcdStore {
             })
             .await?;
         let revision = header_revision(response.header());
-        let first = response.op_responses().into_iter().next().ok_or_else(|| {
-            StoreError::Backend("etcd answered a transaction without a result".into())
-        })?;
+        let first = response
+            .op_responses()
+            .into_iter()
+            .next()
+            .ok_or_else(|| Failed {
+                maybe_applied: false,
+                error: StoreError::Backend("etcd answered a transaction without a result".into()),
+            })?;
         if response.succeeded() {
             self.seen(revision);
         }
@@ -238,10 +298,14 @@ impl EtcdStore {
         while self.current_revision() < target {
             let wanted = (target - self.current_revision()).min(PARALLEL);
             let puts = (0..wanted).map(|_| {
-                self.call(false, |mut kv| async move { kv.put(PAD_KEY, "", None).await })
+                self.call(
+                    false,
+                    |mut kv| async move { kv.put(PAD_KEY, "", None).await },
+                )
             });
             for put in futures_util::future::join_all(puts).await {
-                self.seen(header_revision(put?.header()));
+                let put = put?;
+                self.seen(header_revision(put.header()));
             }
         }
         Ok(())
@@ -262,17 +326,24 @@ impl Store for EtcdStore {
         Box::pin(async move {
             let put = TxnOp::put(key.as_str(), value.to_vec(), None);
             let absent = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
-            let (done, answer) = self.txn(&key, absent, put).await?;
-            if !done {
-                return Err(StoreError::AlreadyExists(key));
-            }
-            let revision = put_revision(&answer)?;
-            Ok(KeyValue {
-                key,
-                value,
-                create_revision: revision,
-                mod_revision: revision,
+            self.write(&key, &absent, &put, |done, answer, ambiguous| {
+                if done {
+                    let revision = put_revision(&answer)?;
+                    return Ok(KeyValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        create_revision: revision,
+                        mod_revision: revision,
+                    });
+                }
+                // Present: ours if a lost attempt wrote exactly these bytes (a stored object
+                // carries its own uid, so another writer's value never matches).
+                match read_back(&key, answer)? {
+                    Some(current) if ambiguous && current.value == value => Ok(current),
+                    _ => Err(StoreError::AlreadyExists(key.clone())),
+                }
             })
+            .await
         })
     }
 
@@ -290,32 +361,36 @@ impl Store for EtcdStore {
                 Some(PutOptions::new().with_prev_key()),
             );
             let unchanged = Compare::mod_revision(key.as_str(), CompareOp::Equal, expected);
-            let (done, answer) = self.txn(&key, unchanged, put).await?;
-            if !done {
-                return Err(match read_back(&key, answer)? {
-                    None => StoreError::NotFound(key),
-                    Some(current) => StoreError::Conflict {
-                        key,
-                        expected,
-                        current: Box::new(current),
-                    },
-                });
-            }
-            let TxnOpResponse::Put(put) = &answer else {
-                return Err(unexpected("put"));
-            };
-            let revision = header_revision(put.header());
-            // The key was present (its mod revision matched), so the put has a previous value.
-            let create_revision = put
-                .prev_key()
-                .map(|kv| kv.create_revision())
-                .unwrap_or(revision);
-            Ok(KeyValue {
-                key,
-                value,
-                create_revision,
-                mod_revision: revision,
+            self.write(&key, &unchanged, &put, |done, answer, ambiguous| {
+                if !done {
+                    return Err(match read_back(&key, answer)? {
+                        None => StoreError::NotFound(key.clone()),
+                        // A lost attempt of this very update applied it.
+                        Some(current) if ambiguous && current.value == value => return Ok(current),
+                        Some(current) => StoreError::Conflict {
+                            key: key.clone(),
+                            expected,
+                            current: Box::new(current),
+                        },
+                    });
+                }
+                let TxnOpResponse::Put(put) = &answer else {
+                    return Err(unexpected("put"));
+                };
+                let revision = header_revision(put.header());
+                // The key was present (its mod revision matched), so the put has a previous value.
+                let create_revision = put
+                    .prev_key()
+                    .map(|kv| kv.create_revision())
+                    .unwrap_or(revision);
+                Ok(KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                    create_revision,
+                    mod_revision: revision,
+                })
             })
+            .await
         })
     }
 
