@@ -458,6 +458,15 @@ def processes(pattern: str) -> list[str]:
     return out.stdout.split()
 
 
+def kill_processes(pattern: str) -> None:
+    """SIGKILL every process whose command line contains `pattern` (pods left behind)."""
+    for pid in processes(pattern):
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def process_pod_template(command: str) -> dict:
     """A pod spec running `command` with `/bin/sh -c` on the node (the `process` runtime)."""
     return {"runtimeClassName": "process", "terminationGracePeriodSeconds": 1,

@@ -19,7 +19,6 @@ can see the real processes.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import signal
@@ -124,11 +123,7 @@ def ha(request, ledge_bin, kubectl_path, tmp_path_factory) -> HA:
         for srv in servers:
             srv.stop()
         etcd.stop()
-        for pid in processes(RUN_MARKER):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        e2e_util.kill_processes(RUN_MARKER)
         if request.session.testsfailed:
             for title, (path, _) in {**{f"server {i}": (s.log_path, None)
                                         for i, s in enumerate(servers)},

@@ -5,10 +5,8 @@ keeps its pods running untouched."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import signal
 import subprocess
 
 import pytest
@@ -103,8 +101,4 @@ def test_migrating_to_etcd_keeps_every_object_and_running_pod(ledge_bin, kubectl
         srv.stop()
         if etcd is not None:
             etcd.stop()
-        for pid in processes(mark):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        e2e_util.kill_processes(mark)

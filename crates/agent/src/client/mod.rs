@@ -647,16 +647,23 @@ mod tests {
         Ok((url, ca.pem()))
     }
 
-    /// A URL nothing listens on (connections are refused at once).
-    async fn dead_server() -> Result<String, Box<dyn Error>> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        Ok(format!("https://{}", listener.local_addr()?))
+    /// `n` distinct URLs nothing listens on (connections are refused at once). The ports are
+    /// all bound before any is released, so no two are the same.
+    async fn dead_servers(n: usize) -> Result<Vec<String>, Box<dyn Error>> {
+        let mut listeners = Vec::with_capacity(n);
+        for _ in 0..n {
+            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+        }
+        listeners
+            .iter()
+            .map(|l| Ok(format!("https://{}", l.local_addr()?)))
+            .collect()
     }
 
     #[tokio::test]
     async fn a_dead_server_is_passed_over_for_the_next_one() -> Result<(), Box<dyn Error>> {
         let (live, ca) = live_server().await?;
-        let dead = dead_server().await?;
+        let dead = dead_servers(1).await?.remove(0);
         let client = HttpClient::for_servers(
             &[dead.clone(), live.clone()],
             Trust::Roots(&ca),
@@ -687,7 +694,8 @@ mod tests {
     #[tokio::test]
     async fn with_every_server_down_the_error_names_the_current_one() -> Result<(), Box<dyn Error>>
     {
-        let (a, b) = (dead_server().await?, dead_server().await?);
+        let mut dead = dead_servers(2).await?;
+        let (b, a) = (dead.remove(1), dead.remove(0));
         let client =
             HttpClient::for_servers(&[a.clone(), b], Trust::Unverified, Credentials::Anonymous)?;
         let Err(ClientError::Unreachable { server, reason }) = client.get_bytes("/version").await
