@@ -182,6 +182,8 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
         }
         Err(e) => tracing::warn!(error = %e, "cannot read the known servers"),
     }
+    // Several servers known: this node's share of the fleet goes to one picked by its name.
+    client.spread(&name);
     let store = NodeStore::open(&opts.data_dir).map_err(|e| AgentError::Config(e.to_string()))?;
     let link = Arc::new(Link::default());
     let flusher = tokio::spawn(store.clone().run_flusher(cancel.child_token()));

@@ -220,6 +220,11 @@ impl HttpClient {
         self.inner.servers.send_if_modified(|s| s.set_learned(urls))
     }
 
+    /// Start at the server `key` hashes to among the known ones ([`servers::ServerSet::spread`]).
+    pub fn spread(&self, key: &str) {
+        self.inner.servers.send_modify(|s| s.spread(key));
+    }
+
     /// This side's address of the last connection to the server (the node's address on the
     /// route to the control plane).
     pub fn local_addr(&self) -> Option<SocketAddr> {

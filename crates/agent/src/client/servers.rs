@@ -200,6 +200,22 @@ impl ServerSet {
         out
     }
 
+    /// Before the first connection: start at the server `key` (the node name) hashes to among
+    /// all known ones, so a fleet's agents spread evenly over the servers, and one agent goes
+    /// back to the same server after a restart. Fail-over then proceeds from there.
+    pub fn spread(&mut self, key: &str) {
+        if self.peer.is_some() || self.order.len() < 2 {
+            return;
+        }
+        // FNV-1a: stable across releases and platforms, unlike std's hasher.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let len = u64::try_from(self.order.len()).unwrap_or(1);
+        let at = usize::try_from(hash % len).unwrap_or(0);
+        self.current = self.order[at].clone();
+    }
+
     /// Take `url` for dead until a connection to any server succeeds: a server that dies
     /// silently would cost a full TCP connect timeout at the head of every dial.
     pub fn suspect(&mut self, url: &str) {
@@ -485,5 +501,31 @@ mod tests {
             ]
         );
         Ok(())
+    }
+
+    #[test]
+    fn agents_spread_over_the_known_servers_by_name() {
+        let urls = [
+            "https://10.0.0.1:6443",
+            "https://10.0.0.2:6443",
+            "https://10.0.0.3:6443",
+        ];
+        let start = |node: &str| {
+            let mut set = ServerSet::new(&urls[..1]).unwrap();
+            set.set_learned(&urls);
+            set.spread(node);
+            set.current().url().to_string()
+        };
+        let mut counts = std::collections::HashMap::new();
+        for i in 0..300 {
+            *counts.entry(start(&format!("edge-{i}"))).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        assert!(counts.values().all(|&n| n > 60), "uneven: {counts:?}");
+        assert_eq!(start("edge-7"), start("edge-7"), "stable per node");
+        // A single server, or a connection already made, is left alone.
+        let mut one = ServerSet::new(&urls[..1]).unwrap();
+        one.spread("edge-1");
+        assert_eq!(one.current().url(), urls[0]);
     }
 }
