@@ -27,20 +27,9 @@ pub async fn bench(
     update_bytes: usize,
 ) -> anyhow::Result<Figures> {
     let data = work.join("etcd-data");
-    let (client_port, peer_port) = (proc::free_port()?, proc::free_port()?);
-    let client_url = format!("http://127.0.0.1:{client_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let mut cmd = Command::new(bin);
-    cmd.args(["--name", "bench"])
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("bench={peer_url}")])
-        .args(["--initial-cluster-state", "new"]);
-    let mut server = Server::spawn("etcd", cmd, &work.join("etcd.log"), &work.join("pids"))?;
+    let (mut server, client_url) = spawn_cluster(bin, work, "etcd", 1)?
+        .pop()
+        .context("no etcd member started")?;
     let pid = server.pid();
     let cpu = proc::CpuSample::take(pid);
     let mut fig = Figures {
@@ -132,6 +121,52 @@ pub async fn bench(
     Ok(fig)
 }
 
+/// Start a fresh etcd cluster of `size` members from `bin` on free loopback ports (plaintext,
+/// etcd's default timings) and return each member with its client URL, without waiting for
+/// them: call [`wait_ready`] on each. A lone member keeps its data in `work/<name>-data` and logs
+/// to `work/<name>.log`; member i of a larger cluster uses `<name>-<i>` instead.
+pub fn spawn_cluster(
+    bin: &Path,
+    work: &Path,
+    name: &str,
+    size: usize,
+) -> anyhow::Result<Vec<(Server, String)>> {
+    let members: Vec<(String, u16, u16)> = (0..size)
+        .map(|i| {
+            let member = if size == 1 {
+                name.to_string()
+            } else {
+                format!("{name}-{i}")
+            };
+            Ok((member, proc::free_port()?, proc::free_port()?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let initial = members
+        .iter()
+        .map(|(m, _, peer)| format!("{m}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut started = Vec::with_capacity(size);
+    for (member, client_port, peer_port) in &members {
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--name", member])
+            .arg("--data-dir")
+            .arg(work.join(format!("{member}-data")))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &initial])
+            .args(["--initial-cluster-state", "new"]);
+        let log = work.join(format!("{member}.log"));
+        let server = Server::spawn("etcd", cmd, &log, &work.join("pids"))?;
+        started.push((server, client_url));
+    }
+    Ok(started)
+}
+
 fn phase(plan: &Plan, max_ops: usize, secs: Option<u64>) -> Phase {
     Phase {
         clients: plan.clients,
@@ -162,8 +197,9 @@ impl Pool {
     }
 }
 
-/// Wait (at most 60 s) for etcd to answer a read.
-async fn wait_ready(server: &mut Server, url: &str) -> anyhow::Result<()> {
+/// Wait (at most 60 s) for etcd to answer a read (a member of a cluster answers only once the
+/// cluster has a leader).
+pub async fn wait_ready(server: &mut Server, url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last_error = String::new();
     while Instant::now() < deadline {

@@ -33,24 +33,40 @@ fn configmap(name: &str, data: Value) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-/// Start `ledge server` from `bin` on a free loopback port with its data in `data` and its
-/// output in `work/<log>`.
-pub fn spawn_server(bin: &Path, work: &Path, data: &Path, log: &str) -> anyhow::Result<Server> {
-    let port = proc::free_port()?;
+/// Start `ledge server` from `bin` on loopback `port` with its data in `data`, its output in
+/// `work/<log>` and `extra` flags (e.g. `--datastore-endpoint`).
+pub fn spawn_server(
+    bin: &Path,
+    work: &Path,
+    data: &Path,
+    log: &str,
+    port: u16,
+    extra: &[String],
+) -> anyhow::Result<Server> {
     let mut cmd = Command::new(bin);
     cmd.arg("server")
         .arg("--data-dir")
         .arg(data)
         .args(["--https-listen-port", &port.to_string()])
         .args(["--bind-address", "127.0.0.1"])
+        .args(extra)
         .env("LEDGE_LOG", "warn");
     Server::spawn("ledge server", cmd, &work.join(log), &work.join("pids"))
 }
 
-/// Run every scenario against a fresh `ledge server` started from `bin`.
-pub async fn bench(bin: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Figures> {
-    let data = work.join("ledge-data");
-    let mut server = spawn_server(bin, work, &data, "ledge.log")?;
+/// Run every scenario against a fresh `ledge server` started from `bin` with `extra` flags;
+/// `name` names its data directory (`work/<name>-data`), its log (`work/<name>.log`) and its
+/// progress lines.
+pub async fn bench(
+    bin: &Path,
+    work: &Path,
+    plan: &Plan,
+    name: &str,
+    extra: &[String],
+) -> anyhow::Result<Figures> {
+    let data = work.join(format!("{name}-data"));
+    let log = format!("{name}.log");
+    let mut server = spawn_server(bin, work, &data, &log, proc::free_port()?, extra)?;
     let pid = server.pid();
     let cpu = proc::CpuSample::take(pid);
     let mut fig = Figures {
@@ -61,7 +77,7 @@ pub async fn bench(bin: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Figur
     let config = wait_ready(&mut server, &data).await?;
     tokio::time::sleep(plan.settle()).await;
     fig.idle_rss = proc::rss_bytes(pid)?;
-    println!("ledge: idle RSS {} kB", fig.idle_rss / 1024);
+    println!("{name}: idle RSS {} kB", fig.idle_rss / 1024);
 
     let kube = Arc::new(Kube::connect(&config, plan.connections).await?);
     for ns in [NS, LIST_NS, WATCH_NS] {
@@ -95,7 +111,7 @@ pub async fn bench(bin: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Figur
 
     fig.create = create_many(&kube, plan, NS, plan.objects).await?;
     fig.create.server_cpu = proc::cpu_seconds(pid) - cpu0;
-    println!("ledge: create {:.0}/s", fig.create.per_sec());
+    println!("{name}: create {:.0}/s", fig.create.per_sec());
     tokio::time::sleep(plan.settle()).await;
     fig.loaded_rss = proc::rss_bytes(pid)?;
     fig.disk_bytes = proc::dir_size(&data);
@@ -117,7 +133,7 @@ pub async fn bench(bin: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Figur
     })
     .await?;
     fig.get.server_cpu = proc::cpu_seconds(pid) - cpu0;
-    println!("ledge: get {:.0}/s", fig.get.per_sec());
+    println!("{name}: get {:.0}/s", fig.get.per_sec());
 
     // Every namespace already holds the `kube-root-ca.crt` ConfigMap; fill it up to the plan's
     // item count so the list answers exactly that many items.
@@ -159,10 +175,10 @@ pub async fn bench(bin: &Path, work: &Path, plan: &Plan) -> anyhow::Result<Figur
     })
     .await?;
     fig.list.server_cpu = proc::cpu_seconds(pid) - cpu0;
-    println!("ledge: list {:.0}/s", fig.list.per_sec());
+    println!("{name}: list {:.0}/s", fig.list.per_sec());
 
     fig.watch = watch_fan_out(&config, &kube, plan).await?;
-    println!("ledge: watch p99 {:?}", fig.watch.from_ack.p99);
+    println!("{name}: watch p99 {:?}", fig.watch.from_ack.p99);
 
     updates(&kube, plan, pid, &mut fig).await?;
     fig.peak_rss = proc::peak_rss_bytes(pid)?;

@@ -2,10 +2,12 @@
 //! loopback, runs the same workload against each (memory, create/get/list throughput and
 //! latency, watch fan-out, disk writes per update), prints both side by side with ratios and
 //! writes `bench/RESULTS.md`. `bench/run` builds everything and calls this; run that instead.
-//! `--scheduler` and `--autonomy` run the scheduler and edge autonomy benchmarks instead.
+//! `--scheduler`, `--autonomy` and `--ha` run the scheduler, edge autonomy and high
+//! availability benchmarks instead.
 
 mod autonomy;
 mod etcd;
+mod ha;
 mod kube;
 mod ledge;
 mod load;
@@ -60,6 +62,12 @@ struct Cli {
     autonomy: bool,
     #[command(flatten)]
     auto: autonomy::AutonomyPlan,
+    /// Run only issue 5's high availability benchmarks (the API on the embedded store, on etcd
+    /// and raw etcd; leader hand-over on a 3-member etcd; see `src/ha/`).
+    #[arg(long)]
+    ha: bool,
+    #[command(flatten)]
+    ha_plan: ha::HaPlan,
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -69,9 +77,22 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         println!("== ledge scheduler ({})", cli.ledge.display());
         return scheduler::bench(&cli.ledge, &cli.work_dir, &cli.sched).await;
     }
+    if cli.ha {
+        return ha::run(ha::Inputs {
+            ledge: &cli.ledge,
+            etcd: &cli.etcd,
+            work: &cli.work_dir,
+            results: cli.results.as_deref(),
+            command: &cli.command,
+            source: &cli.source,
+            plan: &cli.plan,
+            ha: &cli.ha_plan,
+        })
+        .await;
+    }
     let machine = proc::Machine::read();
     println!("== ledge ({})", cli.ledge.display());
-    let ledge = ledge::bench(&cli.ledge, &cli.work_dir, &cli.plan).await?;
+    let ledge = ledge::bench(&cli.ledge, &cli.work_dir, &cli.plan, "ledge", &[]).await?;
     println!("== etcd baseline ({})", cli.etcd.display());
     let etcd = etcd::bench(
         &cli.etcd,
@@ -99,7 +120,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         // The other benchmarks' sections (below the marker) are kept as they are.
         let kept = std::fs::read_to_string(path)
             .ok()
-            .and_then(|old| old.find(OTHER_BENCHMARKS).map(|i| old[i..].to_string()))
+            .and_then(|old| {
+                old.find(report::OTHER_BENCHMARKS)
+                    .map(|i| old[i..].to_string())
+            })
             .unwrap_or_default();
         let mut text = report.markdown();
         if !kept.is_empty() {
@@ -111,10 +135,6 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// Where the sections of the other benchmarks (pods, Wasm HTTP, scheduler) start in
-/// `bench/RESULTS.md`; the API benchmark rewrites only what is above it.
-const OTHER_BENCHMARKS: &str = "<!-- other benchmarks: kept by bench/run -->";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -74,6 +74,15 @@ impl Server {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Kill at once (SIGKILL, as a crash would) and reap the process; returns when the signal
+    /// was sent, so the caller can take the time of the crash before the reaping.
+    pub fn kill(mut self) -> Instant {
+        let _ = self.child.kill();
+        let at = Instant::now();
+        let _ = self.child.wait();
+        at
+    }
+
     /// Stop gracefully (SIGTERM, up to 10 s), then by force.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();

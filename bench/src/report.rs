@@ -1,9 +1,13 @@
 //! Turning two runs' figures into the comparison table (printed) and `bench/RESULTS.md`:
 //! figures side by side with ledge ÷ etcd ratios, issue 2's goals marked met or not, the
-//! machine, the command and how every number was taken.
+//! machine, the command and how every number was taken. Also how the other benchmarks put
+//! their own sections into the same file ([`write_section`]).
 
 use std::fmt::Write;
+use std::path::Path;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use crate::load::{LoadStats, Percentiles};
 use crate::plan::{Figures, Plan};
@@ -31,7 +35,8 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-fn ms(d: Duration) -> String {
+/// Milliseconds with two decimals.
+pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
@@ -42,7 +47,8 @@ fn cpu(c: &CpuUse) -> String {
     )
 }
 
-fn ratio(a: f64, b: f64) -> String {
+/// `a ÷ b` as "1.23×", or "–" when `b` is 0.
+pub fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
         format!("{:.2}×", a / b)
     } else {
@@ -82,7 +88,8 @@ fn latency_rows(what: &str, l: &Percentiles, e: &Percentiles) -> [Row; 2] {
     [r("p50", l.p50, e.p50), r("p99", l.p99, e.p99)]
 }
 
-fn per_sec(s: &LoadStats) -> String {
+/// Throughput of a phase, with its failures if any.
+pub fn per_sec(s: &LoadStats) -> String {
     match s.errors {
         0 => format!("{:.0}/s", s.per_sec()),
         n => format!("{:.0}/s ({n} failed)", s.per_sec()),
@@ -347,5 +354,63 @@ impl Report<'_> {
             updates = p.updates,
         );
         out
+    }
+}
+
+/// Where the sections of the other benchmarks (pods, Wasm HTTP, scheduler, autonomy, high
+/// availability) start in `bench/RESULTS.md`; the API benchmark rewrites only what is above it.
+pub const OTHER_BENCHMARKS: &str = "<!-- other benchmarks: kept by bench/run -->";
+
+/// Replaces the section of `path` that starts with the line `heading` (up to the next `## `
+/// heading or the end) with `section`, or appends it at the end, below the other benchmarks'
+/// marker; everything else is kept byte for byte.
+pub fn write_section(path: &Path, heading: &str, section: &str) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = splice(&old, heading, section);
+    std::fs::write(path, new).with_context(|| format!("write {}", path.display()))
+}
+
+fn splice(old: &str, heading: &str, section: &str) -> String {
+    let section = section.trim_end();
+    if let Some(start) = old.find(heading) {
+        let body = start + heading.len();
+        let end = old[body..]
+            .find("\n## ")
+            .map_or(old.len(), |i| body + i + 1);
+        let rest = &old[end..];
+        let sep = if rest.is_empty() { "\n" } else { "\n\n" };
+        return format!("{}{section}{sep}{rest}", &old[..start]);
+    }
+    let mut out = old.trim_end().to_string();
+    if !out.contains(OTHER_BENCHMARKS) {
+        out.push_str("\n\n");
+        out.push_str(OTHER_BENCHMARKS);
+    }
+    out.push_str("\n\n");
+    out.push_str(section);
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECTION: &str = "## Edge autonomy (issue 4)";
+
+    #[test]
+    fn a_section_is_appended_below_the_marker_then_replaced_in_place() {
+        let file = format!("# R\n\n{OTHER_BENCHMARKS}\n\n## Workloads (issue 3)\n\nw\n");
+        let once = splice(&file, SECTION, &format!("{SECTION}\n\nfirst\n"));
+        assert_eq!(once, format!("{}\n{SECTION}\n\nfirst\n", file));
+        let twice = splice(&once, SECTION, &format!("{SECTION}\n\nsecond\n"));
+        assert_eq!(twice, format!("{}\n{SECTION}\n\nsecond\n", file));
+        // A section written after ours is kept, and so are our own subsections.
+        let later = format!("{twice}\n## Later\n\nl\n");
+        let thrice = splice(&later, SECTION, &format!("{SECTION}\n\n### a\n\nthird\n"));
+        assert_eq!(
+            thrice,
+            format!("{}\n{SECTION}\n\n### a\n\nthird\n\n## Later\n\nl\n", file)
+        );
     }
 }

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
 use ledge_testkit::LinkCounters;
 
 use super::AutonomyPlan;
@@ -25,8 +24,6 @@ const STATUS_REPORTS_PER_HOUR: u64 = 3600 / 300;
 
 /// The heading of the section this benchmark owns in `RESULTS.md`.
 const SECTION: &str = "## Edge autonomy (issue 4)";
-/// Where the other benchmarks' sections start (the API benchmark rewrites only what is above).
-const OTHER_BENCHMARKS: &str = "<!-- other benchmarks: kept by bench/run -->";
 
 /// Bytes and packets on the agent's link between two readings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -371,35 +368,10 @@ pub fn built_at(path: &Path) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Replaces the "Edge autonomy (issue 4)" section of `path` (from its heading to the next
-/// `## ` heading or the end) with `section`, or appends it at the end, below the other
-/// benchmarks' marker; everything else is kept byte for byte.
+/// Replaces the "Edge autonomy (issue 4)" section of `path` with `section`, or appends it
+/// below the other benchmarks' marker; everything else is kept byte for byte.
 pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = splice(&old, section);
-    std::fs::write(path, new).with_context(|| format!("write {}", path.display()))
-}
-
-fn splice(old: &str, section: &str) -> String {
-    let section = section.trim_end();
-    if let Some(start) = old.find(SECTION) {
-        let body = start + SECTION.len();
-        let end = old[body..]
-            .find("\n## ")
-            .map_or(old.len(), |i| body + i + 1);
-        let rest = &old[end..];
-        let sep = if rest.is_empty() { "\n" } else { "\n\n" };
-        return format!("{}{section}{sep}{rest}", &old[..start]);
-    }
-    let mut out = old.trim_end().to_string();
-    if !out.contains(OTHER_BENCHMARKS) {
-        out.push_str("\n\n");
-        out.push_str(OTHER_BENCHMARKS);
-    }
-    out.push_str("\n\n");
-    out.push_str(section);
-    out.push('\n');
-    out
+    crate::report::write_section(path, SECTION, section)
 }
 
 /// Decimal kilobytes or megabytes.
@@ -434,22 +406,6 @@ fn yes(b: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_section_is_appended_below_the_marker_then_replaced_in_place() {
-        let file = format!("# R\n\n{OTHER_BENCHMARKS}\n\n## Workloads (issue 3)\n\nw\n");
-        let once = splice(&file, &format!("{SECTION}\n\nfirst\n"));
-        assert_eq!(once, format!("{}\n{SECTION}\n\nfirst\n", file));
-        let twice = splice(&once, &format!("{SECTION}\n\nsecond\n"));
-        assert_eq!(twice, format!("{}\n{SECTION}\n\nsecond\n", file));
-        // A section written after ours is kept.
-        let later = format!("{twice}\n## Later\n\nl\n");
-        let thrice = splice(&later, &format!("{SECTION}\n\nthird\n"));
-        assert_eq!(
-            thrice,
-            format!("{}\n{SECTION}\n\nthird\n\n## Later\n\nl\n", file)
-        );
-    }
 
     #[test]
     fn upstream_is_lease_round_trips_every_10_s_and_status_every_5_min() {
