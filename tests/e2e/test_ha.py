@@ -188,6 +188,39 @@ def test_a_second_server_with_the_wrong_token_is_refused(ha, ledge_bin, kubectl_
     assert not (data / "tls" / "ca.crt").exists()
 
 
+def test_a_server_waits_for_an_unreachable_etcd_and_says_so(ha, ledge_bin, kubectl_path,
+                                                         tmp_path):
+    """etcd down at start: a clear message and retries, not a crash loop; the server starts once
+    etcd is there."""
+    etcd = Etcd(tmp_path / "etcd", 1)
+    etcd.kill(0)
+    log_path = tmp_path / "server.log"
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(ledge_bin), "server", "--data-dir", str(data), "--https-listen-port",
+             str(e2e_util.free_port()), "--bind-address", "127.0.0.1",
+             "--datastore-endpoint", etcd.url],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        wait_until(lambda: "cannot reach etcd at" in log_path.read_text(),
+                   "the server to say it cannot reach etcd", timeout=60)
+        text = log_path.read_text()
+        assert "--datastore-endpoint" in text and "retrying" in text, text
+        time.sleep(3)
+        assert proc.poll() is None, f"the server gave up:\n{log_path.read_text()}"
+        etcd.revive(0)
+        wait_until(lambda: "ledge server is ready" in log_path.read_text(),
+                   "the server to start once etcd is up", timeout=60)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        etcd.stop()
+
+
 class Writer(threading.Thread):
     """Creates ConfigMaps one after another, alternating between the servers, and remembers
     those the API acknowledged."""

@@ -193,3 +193,32 @@ async fn compactor_compacts_and_a_new_server_learns_the_compacted_revision() -> 
         Ok(_) => bail!("watch from before compaction was accepted"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_is_spoken_and_required() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_owned();
+    let (cluster, files) =
+        tokio::task::spawn_blocking(move || EtcdCluster::start_tls(&path, 1)).await??;
+    let mut opts = EtcdOptions::new(cluster.endpoints());
+    opts.tls = ledge_store::etcd::EtcdTls {
+        ca_file: Some(files.ca.clone()),
+        cert_file: Some(files.client_cert.clone()),
+        key_file: Some(files.client_key.clone()),
+    };
+    let store = EtcdStore::connect(&opts).await?;
+    let kv = store.create("/registry/tls/one", value("x")).await?;
+    ensure!(store.get("/registry/tls/one").await?.as_ref() == Some(&kv));
+
+    // Without a client certificate etcd refuses the connection: an error, not a hang.
+    let mut anonymous = opts.clone();
+    anonymous.tls.cert_file = None;
+    anonymous.tls.key_file = None;
+    anonymous.request_timeout = Duration::from_secs(2);
+    ensure!(
+        EtcdStore::connect(&anonymous).await.is_err(),
+        "etcd with --client-cert-auth accepted a client without a certificate"
+    );
+    drop(cluster);
+    Ok(())
+}
