@@ -40,6 +40,9 @@ use crate::{BoxFuture, KeyValue, RangeResult, Result, Revision, Store, StoreErro
 /// objects, and all pages are read at the revision of the first.
 const PAGE: i64 = 500;
 
+/// HTTP/2 connections to etcd for KV requests.
+const CONNECTIONS: usize = 4;
+
 /// The largest response accepted from etcd (its own request limit is 1.5 MiB per value).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -71,7 +74,10 @@ pub struct EtcdStore {
 }
 
 struct Inner {
-    client: Client,
+    /// Watches and maintenance go over the first; KV requests are spread over all of them.
+    clients: Vec<Client>,
+    /// The next client a KV request takes.
+    next: std::sync::atomic::AtomicUsize,
     endpoints: Vec<String>,
     timeout: Duration,
     /// The newest revision seen in a write response or a delivered watch event.
@@ -80,6 +86,20 @@ struct Inner {
     compacted: AtomicI64,
     /// Why the last request failed for unavailability; cleared by the next success.
     degraded: std::sync::Mutex<Option<String>>,
+}
+
+impl Inner {
+    fn kv_client(&self) -> KvClient {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        self.clients[i]
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    /// The client for watches and maintenance.
+    fn watch_client(&self) -> Client {
+        self.clients[0].clone()
+    }
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -99,10 +119,16 @@ impl EtcdStore {
     /// `Unavailable` if no member answers within the request timeout (the caller decides whether
     /// to retry), `Backend` for bad options (unreadable TLS files, malformed endpoints).
     pub async fn connect(opts: &EtcdOptions) -> Result<EtcdStore> {
-        let client = opts.client().await?;
+        // Several HTTP/2 connections: one carries every stream's flow control and frames, and
+        // under many concurrent writers it, not etcd, becomes the limit.
+        let mut clients = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            clients.push(opts.client().await?);
+        }
         let store = EtcdStore {
             inner: Arc::new(Inner {
-                client,
+                clients,
+                next: std::sync::atomic::AtomicUsize::new(0),
                 endpoints: opts.endpoints.clone(),
                 timeout: opts.request_timeout,
                 revision: AtomicI64::new(0),
@@ -144,11 +170,7 @@ impl EtcdStore {
         let attempt_timeout = ATTEMPT_TIMEOUT.min(self.inner.timeout);
         let mut attempt: u32 = 0;
         loop {
-            let kv = self
-                .inner
-                .client
-                .kv_client()
-                .max_decoding_message_size(MAX_MESSAGE);
+            let kv = self.inner.kv_client();
             let outcome = tokio::time::timeout(attempt_timeout, op(kv)).await;
             let (error, kind) = match outcome {
                 Ok(Ok(answer)) => {
@@ -511,7 +533,7 @@ impl Store for EtcdStore {
             if revision <= self.compacted_revision() {
                 return Ok(());
             }
-            let mut client = self.inner.client.clone();
+            let mut client = self.inner.watch_client();
             let done = tokio::time::timeout(self.inner.timeout, client.compact(revision, None))
                 .await
                 .map_err(|_| StoreError::Unavailable("etcd did not answer a compaction".into()))?;

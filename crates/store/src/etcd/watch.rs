@@ -40,7 +40,7 @@ async fn pump(store: EtcdStore, prefix: String, after: Revision, tx: mpsc::Sende
             .with_start_revision(last + 1)
             .with_prev_key()
             .with_progress_notify();
-        let mut client = store.inner.client.watch_client();
+        let mut client = store.inner.watch_client().watch_client();
         let opened = tokio::select! {
             _ = tx.closed() => return,
             opened = client.watch(prefix.as_str(), Some(options)) => opened,
