@@ -36,6 +36,21 @@ fn mb(bytes: u64) -> String {
 }
 
 /// Milliseconds with two decimals.
+/// The `- machine: ...` line of a results section: what ran it, and how loaded the machine was
+/// at the start and at the end.
+pub fn machine_line(m: &Machine, load_end: &str) -> String {
+    format!(
+        "- machine: {} CPUs ({}), {:.1} GB RAM, Linux {}, load average {} at the start, {} at the \
+         end",
+        m.cpus,
+        m.cpu_model,
+        m.mem_bytes as f64 / 1e9,
+        m.kernel,
+        m.loadavg,
+        load_end
+    )
+}
+
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }

@@ -228,17 +228,7 @@ impl Report<'_> {
         );
         let _ = writeln!(s, "- command: `{}`", self.command);
         let _ = writeln!(s, "- date: {}", self.date);
-        let _ = writeln!(
-            s,
-            "- machine: {} CPUs ({}), {:.1} GB RAM, Linux {}, load average {} at the start, {} at \
-             the end",
-            m.cpus,
-            m.cpu_model,
-            m.mem_bytes as f64 / 1e9,
-            m.kernel,
-            m.loadavg,
-            self.load_end
-        );
+        let _ = writeln!(s, "{}", crate::report::machine_line(m, &self.load_end));
         let _ = writeln!(
             s,
             "- ledge: {} (source {}), release build; etcd: {}, plaintext gRPC on loopback, \
