@@ -203,18 +203,13 @@ fn subsets(live: &BTreeSet<SocketAddr>) -> Value {
 }
 
 /// The address to advertise when none is given: the bind address if specific, else the
-/// address of the interface holding the default route (no packet is sent), else loopback.
+/// address of the interface holding the default route (as an agent finds its InternalIP), else
+/// loopback.
 pub(crate) fn default_advertise(bind: IpAddr) -> IpAddr {
     if !bind.is_unspecified() {
         return bind;
     }
-    let probe = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
-        .and_then(|s| s.local_addr());
-    match probe {
-        Ok(addr) if !addr.ip().is_unspecified() => addr.ip(),
-        _ => IpAddr::from([127, 0, 0, 1]),
-    }
+    ledge_agent::node::facts::internal_ip(None, None).unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
 #[cfg(test)]
