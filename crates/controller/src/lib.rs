@@ -20,8 +20,8 @@ pub mod leader;
 pub mod owner;
 mod queue;
 mod runner;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod watches;
 
 pub use client::{BoxFuture, BoxStream, Client, Kind, WatchEvent, is_namespace_terminating};

@@ -1,10 +1,11 @@
 //! Test support: an in-memory API with etcd-like optimistic concurrency (a global revision that
 //! becomes `resourceVersion`; updates carrying a stale one are refused with 409), enough for
 //! code that gets, creates and updates objects. Each [`FakeClient`] shares the objects but has
-//! its own failure switch, so a test can cut one candidate off from the API.
+//! its own failure switch (so a test can cut one caller off from the API) and counts its GETs.
+//! Other crates' tests use it through the `testing` feature.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ledge_api::{ApiError, GroupResource};
@@ -22,27 +23,28 @@ struct Objects {
 
 /// The shared objects behind every [`FakeClient`].
 #[derive(Clone, Default)]
-pub(crate) struct FakeApi {
+pub struct FakeApi {
     objects: Arc<Mutex<Objects>>,
 }
 
 impl FakeApi {
     /// A new client over these objects, reachable until [`FakeClient::fail`] says otherwise.
-    pub(crate) fn client(&self) -> Arc<FakeClient> {
+    pub fn client(&self) -> Arc<FakeClient> {
         Arc::new(FakeClient {
             api: self.clone(),
             failing: AtomicBool::new(false),
+            gets: AtomicUsize::new(0),
         })
     }
 
     /// One object, as stored.
-    pub(crate) fn get(&self, kind: &Kind, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub fn get(&self, kind: &Kind, namespace: Option<&str>, name: &str) -> Option<Value> {
         self.lock().items.get(&key(kind, namespace, name)).cloned()
     }
 
     /// Store `obj` as is, bypassing concurrency checks (a write by someone outside the test's
     /// candidates).
-    pub(crate) fn put(&self, kind: &Kind, namespace: Option<&str>, mut obj: Value) {
+    pub fn put(&self, kind: &Kind, namespace: Option<&str>, mut obj: Value) {
         let mut objects = self.lock();
         objects.revision += 1;
         obj["metadata"]["resourceVersion"] = json!(objects.revision.to_string());
@@ -70,15 +72,21 @@ fn gr(kind: &Kind) -> GroupResource<'static> {
 }
 
 /// One caller's connection to a [`FakeApi`].
-pub(crate) struct FakeClient {
+pub struct FakeClient {
     api: FakeApi,
     failing: AtomicBool,
+    gets: AtomicUsize,
 }
 
 impl FakeClient {
     /// Make every call fail with 503 (`true`) or succeed again (`false`).
-    pub(crate) fn fail(&self, failing: bool) {
+    pub fn fail(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// How many GETs reached this client (failed ones included).
+    pub fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
     }
 
     fn check(&self) -> Result<(), ApiError> {
@@ -135,6 +143,7 @@ impl Client for FakeClient {
         namespace: Option<&'a str>,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             self.check()?;
             Ok(self.api.get(kind, namespace, name))

@@ -183,100 +183,21 @@ impl Client for Cached {
 mod tests {
     use super::*;
     use ledge_controller::kinds::{CONFIG_MAP, POD};
+    use ledge_controller::testing::FakeApi;
     use serde_json::json;
-    use std::sync::atomic::AtomicUsize;
-
-    /// A server that answers reads of one ConfigMap, or is unreachable.
-    struct Server {
-        reachable: AtomicBool,
-        gets: AtomicUsize,
-    }
-
-    impl Client for Server {
-        fn get<'a>(
-            &'a self,
-            _: &'a Kind,
-            _: Option<&'a str>,
-            name: &'a str,
-        ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
-            self.gets.fetch_add(1, Ordering::SeqCst);
-            let up = self.reachable.load(Ordering::SeqCst);
-            Box::pin(async move {
-                if !up {
-                    return Err(ApiError::new(503, "ServiceUnavailable", "cannot reach"));
-                }
-                Ok((name == "cfg").then(
-                    || json!({"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "v"}}),
-                ))
-            })
-        }
-        fn list<'a>(
-            &'a self,
-            _: &'a Kind,
-            _: Option<&'a str>,
-            _: Option<&'a str>,
-        ) -> BoxFuture<'a, Result<(Vec<Value>, String), ApiError>> {
-            Box::pin(async { Ok((vec![], "1".into())) })
-        }
-        fn create<'a>(
-            &'a self,
-            _: &'a Kind,
-            _: Option<&'a str>,
-            o: Value,
-        ) -> BoxFuture<'a, Result<Value, ApiError>> {
-            Box::pin(async { Ok(o) })
-        }
-        fn update<'a>(
-            &'a self,
-            _: &'a Kind,
-            _: Option<&'a str>,
-            o: Value,
-        ) -> BoxFuture<'a, Result<Value, ApiError>> {
-            Box::pin(async { Ok(o) })
-        }
-        fn update_status<'a>(
-            &'a self,
-            _: &'a Kind,
-            _: Option<&'a str>,
-            o: Value,
-        ) -> BoxFuture<'a, Result<Value, ApiError>> {
-            Box::pin(async { Ok(o) })
-        }
-        fn delete<'a>(
-            &'a self,
-            _: &'a Kind,
-            _: Option<&'a str>,
-            _: &'a str,
-            _: Option<&'a str>,
-        ) -> BoxFuture<'a, Result<(), ApiError>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn bind<'a>(
-            &'a self,
-            _: &'a str,
-            _: &'a str,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<(), ApiError>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn watch<'a>(
-            &'a self,
-            _: &'a Kind,
-            _: Option<&'a str>,
-            _: &'a str,
-        ) -> BoxFuture<'a, Result<BoxStream<Result<WatchEvent, ApiError>>, ApiError>> {
-            Box::pin(async { Err(ApiError::new(503, "ServiceUnavailable", "no")) })
-        }
-    }
 
     #[tokio::test]
     async fn reads_fall_back_to_the_store_and_skip_the_server_while_it_is_down() {
         let dir = tempfile::tempdir().unwrap();
         let store = NodeStore::open(dir.path()).unwrap();
-        let server = Arc::new(Server {
-            reachable: AtomicBool::new(true),
-            gets: AtomicUsize::new(0),
-        });
+        // A server that holds one ConfigMap.
+        let api = FakeApi::default();
+        api.put(
+            &CONFIG_MAP,
+            Some("ns"),
+            json!({"metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "v"}}),
+        );
+        let server = api.client();
         let link = Arc::new(Link::default());
         let c = Cached::new(server.clone(), store.clone(), link.clone());
         let cm = c
@@ -287,7 +208,7 @@ mod tests {
         assert_eq!(cm["data"]["k"], "v");
         assert!(link.is_up());
 
-        server.reachable.store(false, Ordering::SeqCst);
+        server.fail(true);
         let again = c
             .get(&CONFIG_MAP, Some("ns"), "cfg")
             .await
@@ -298,16 +219,12 @@ mod tests {
             "the stored copy answers when the server does not"
         );
         assert!(!link.is_up());
-        let asked = server.gets.load(Ordering::SeqCst);
+        let asked = server.gets();
         c.get(&CONFIG_MAP, Some("ns"), "cfg")
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            server.gets.load(Ordering::SeqCst),
-            asked,
-            "a known-down link is not waited on"
-        );
+        assert_eq!(server.gets(), asked, "a known-down link is not waited on");
         // Kinds the store does not keep, and objects it never saw, are the server's errors.
         assert_eq!(c.get(&POD, Some("ns"), "p").await.unwrap_err().code, 503);
         assert_eq!(
@@ -318,7 +235,7 @@ mod tests {
             503
         );
 
-        server.reachable.store(true, Ordering::SeqCst);
+        server.fail(false);
         assert!(
             c.get(&CONFIG_MAP, Some("ns"), "gone")
                 .await
