@@ -379,11 +379,30 @@ class BackgroundPoller:
 
 
 def free_port() -> int:
-    """A TCP port free on loopback right now."""
+    """A TCP port free on loopback now and below the kernel's ephemeral range.
+
+    A port from `bind(0)` lies in the range the kernel also draws the local end of outgoing
+    connections from, so after its process is killed a client's connection can take it before
+    the process restarts on it. Ports below that range are only ever taken by a listener.
+    """
+    import random
     import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    floor = 10000
+    ceiling = max(low, floor + 1000)
+    start = random.randrange(floor, ceiling)
+    for step in range(ceiling - floor):
+        port = floor + (start - floor + step) % (ceiling - floor)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 class Etcd:

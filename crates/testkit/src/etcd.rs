@@ -8,11 +8,12 @@
 //! from a CA made for the test ([`EtcdTlsFiles`]).
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::ports::free_port;
 use crate::process::{Proc, Spec};
 use crate::wait::wait_for;
 
@@ -272,17 +273,6 @@ fn healthy(addr: &str) -> bool {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.contains("\"health\":\"true\"")
-}
-
-/// A TCP port free on loopback right now.
-fn free_port() -> Result<u16> {
-    let io = |source| Error::Io {
-        what: "cannot bind a free port on",
-        path: PathBuf::from("127.0.0.1:0"),
-        source,
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(io)?;
-    Ok(listener.local_addr().map_err(io)?.port())
 }
 
 fn which(program: &str) -> Option<PathBuf> {

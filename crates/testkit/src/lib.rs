@@ -9,6 +9,7 @@
 //! - [`cluster`]: [`Cluster`], a server and joined agents on a bed, and the real `kubectl`.
 //! - [`etcd`]: [`etcd::EtcdCluster`], a real etcd cluster of N members on loopback (kill and
 //!   revive members); needs only Debian's `etcd-server`, not root.
+//! - [`ports`]: loopback ports outside the ephemeral range, safe to reuse after a kill.
 //! - [`pods`]: pods as kubectl shows them (readiness, the fingerprint of an unrestarted pod).
 //! - [`wait_for`]: bounded polling for eventual state.
 //!
@@ -39,6 +40,7 @@ pub mod error;
 pub mod etcd;
 pub mod netns;
 pub mod pods;
+pub mod ports;
 pub mod process;
 pub mod wait;
 
