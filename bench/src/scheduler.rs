@@ -1,4 +1,4 @@
-//! Scheduler throughput (`ledge-bench --scheduler`): 5,000 Node objects (no agents), then
+//! Scheduler throughput (`ledge-bench --scheduler`): 5,000 Node objects (no agents) and
 //! 50,000 pods, and the rate at which `ledge server`'s scheduler binds them — the shape of
 //! upstream's `scheduler_perf` `SchedulingBasic/5000Nodes` test, whose published throughput is
 //! 680–810 pods/s.
@@ -7,9 +7,13 @@
 //! scheduler runs inside `ledge server` against the in-process API (as in production), while
 //! this harness creates the nodes and pods over HTTP/2 and follows the bindings with a watch.
 //! Node and pod shapes are scheduler_perf's defaults (node: 4 CPU, 32 GiB, 110 pods; pod:
-//! 100m CPU, 500 MiB). Two rates are reported: first to last binding (pods are created while
-//! the scheduler works, as in scheduler_perf), and the drain after the last pod was created
-//! (the scheduler alone, the creation rate no longer a factor).
+//! 100m CPU, 500 MiB). Two scenarios, each on a fresh server:
+//!
+//! - **pods created meanwhile** (scheduler_perf's shape): the rate first to last binding, which
+//!   the harness's creation rate bounds, and the drain after the last pod was created;
+//! - **pending at start** (the "50,000 pending pods"): the pods are created on a server
+//!   running with `--disable-scheduler`, which is then restarted without it; the rate first to
+//!   last binding is the scheduler's alone (cycle, binding, Scheduled event).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use crate::kube::Kube;
+use crate::kube::{Kube, KubeConfig};
 use crate::load::{self, Phase};
 use crate::proc;
 
@@ -48,13 +52,143 @@ pub struct SchedPlan {
     pub bind_timeout_secs: u64,
 }
 
-/// Run the scheduler benchmark against a fresh `ledge server`.
+/// Run both scenarios against fresh `ledge server`s: pods created while the scheduler works
+/// (scheduler_perf's shape), then a backlog of pending pods the scheduler finds at start.
 pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<()> {
+    let concurrent = concurrent(bin, work, plan).await?;
+    let backlog = backlog(bin, work, plan).await?;
+    println!();
+    println!(
+        "| scheduler throughput ({} nodes, {} pods) | pods/s | server CPU per pod |",
+        plan.nodes, plan.pods
+    );
+    println!("|---|---:|---:|");
+    println!(
+        "| ledge, pods created meanwhile: first to last binding | {:.0} | {:.0} µs (with the creates) |",
+        concurrent.overall, concurrent.cpu_per_pod_us
+    );
+    match concurrent.drain {
+        Some((queued, rate)) => println!(
+            "| ledge, pods created meanwhile: after the last create ({queued} queued) | {rate:.0} | |"
+        ),
+        None => println!(
+            "| ledge, pods created meanwhile: after the last create | (all bound by then) | |"
+        ),
+    }
+    println!(
+        "| ledge, {} pending at start: first to last binding | {:.0} | {:.0} µs |",
+        plan.pods, backlog.overall, backlog.cpu_per_pod_us
+    );
+    println!(
+        "| upstream kube-scheduler (scheduler_perf, published) | {:.0}–{:.0} | |",
+        UPSTREAM.0, UPSTREAM.1
+    );
+    println!(
+        "\nledge ÷ upstream: {:.2}–{:.2} (pods created meanwhile), {:.2}–{:.2} (pending at start)",
+        concurrent.overall / UPSTREAM.1,
+        concurrent.overall / UPSTREAM.0,
+        backlog.overall / UPSTREAM.1,
+        backlog.overall / UPSTREAM.0,
+    );
+    Ok(())
+}
+
+/// What one scenario measured.
+struct Outcome {
+    /// Pods bound per second, first to last binding.
+    overall: f64,
+    /// Pods still pending when creation ended, and the rate they were bound at after it.
+    drain: Option<(usize, f64)>,
+    /// Server CPU per bound pod over the measured span (µs).
+    cpu_per_pod_us: f64,
+}
+
+/// Pods are created while the scheduler works, as in scheduler_perf; the rate is bounded by
+/// how fast the harness can create them.
+async fn concurrent(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<Outcome> {
+    println!("scheduler: pods created while the scheduler works");
     let data = work.join("ledge-sched-data");
-    let mut server = spawn_server(bin, work, &data)?;
+    let mut server = spawn_server(bin, work, &data, &[])?;
     let pid = server.pid();
     let config = crate::ledge::wait_ready(&mut server, &data).await?;
     let kube = Arc::new(Kube::connect(&config, 8).await?);
+    create_nodes(&kube, plan).await?;
+    let rv = list_revision(&kube).await?;
+    let follower = Follower::start(&config, rv, plan.pods).await?;
+    let cpu0 = proc::cpu_seconds(pid);
+    create_pods(&kube, plan).await?;
+    let created_at = Instant::now();
+    let bound_at_created = follower.bound();
+    println!("scheduler: {bound_at_created} bound while the pods were being created");
+    follower.wait(&mut server, plan).await?;
+    let cpu = proc::cpu_seconds(pid) - cpu0;
+    let (n, first, last) = follower.finish()?;
+    server.check_alive()?;
+    drop(kube);
+    server.stop();
+    let drained = n.saturating_sub(bound_at_created);
+    Ok(Outcome {
+        overall: rate(n.saturating_sub(1), last.duration_since(first)),
+        drain: (last > created_at)
+            .then(|| (drained, rate(drained, last.duration_since(created_at)))),
+        cpu_per_pod_us: cpu * 1e6 / n.max(1) as f64,
+    })
+}
+
+/// The shape exactly: 5,000 nodes and 50,000 pending pods. A server started with
+/// `--disable-scheduler` takes the nodes and pods; it is stopped and started again on the same
+/// data without the flag, and its scheduler finds every pod pending at once. The creation rate
+/// is no factor here: the figure is the scheduler's (cycle, binding, Scheduled event).
+async fn backlog(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<Outcome> {
+    println!(
+        "scheduler: {} pods pending before the scheduler starts",
+        plan.pods
+    );
+    let data = work.join("ledge-sched-backlog");
+    let mut server = spawn_server(bin, work, &data, &["--disable-scheduler"])?;
+    let config = crate::ledge::wait_ready(&mut server, &data).await?;
+    let kube = Arc::new(Kube::connect(&config, 8).await?);
+    create_nodes(&kube, plan).await?;
+    create_pods(&kube, plan).await?;
+    let rv = list_revision(&kube).await?;
+    drop(kube);
+    server.stop();
+    // Started again with history enough that a watch from before the restart misses nothing
+    // however early the scheduler begins binding.
+    let history = (plan.pods * 3).to_string();
+    let mut server = spawn_server(bin, work, &data, &["--watch-history", &history])?;
+    let pid = server.pid();
+    let started = Instant::now();
+    let config = crate::ledge::wait_ready(&mut server, &data).await?;
+    let cpu0 = proc::cpu_seconds(pid);
+    let follower = Follower::start(&config, rv, plan.pods).await?;
+    follower.wait(&mut server, plan).await?;
+    let cpu = proc::cpu_seconds(pid) - cpu0;
+    let (n, first, last) = follower.finish()?;
+    println!(
+        "scheduler: restart to first binding {:.1} s, to the last {:.1} s",
+        first.duration_since(started).as_secs_f64(),
+        last.duration_since(started).as_secs_f64()
+    );
+    server.check_alive()?;
+    server.stop();
+    Ok(Outcome {
+        overall: rate(n.saturating_sub(1), last.duration_since(first)),
+        drain: None,
+        cpu_per_pod_us: cpu * 1e6 / n.max(1) as f64,
+    })
+}
+
+fn phase(plan: &SchedPlan, n: usize) -> Phase {
+    Phase {
+        clients: plan.sched_clients,
+        max_ops: n,
+        duration: None,
+    }
+}
+
+/// The benchmark namespace and the Node objects.
+async fn create_nodes(kube: &Arc<Kube>, plan: &SchedPlan) -> anyhow::Result<()> {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
     kube.expect(
         StatusCode::CREATED,
@@ -63,14 +197,8 @@ pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<
         Some(Bytes::from(ns.to_string())),
     )
     .await?;
-
-    let phase = |n| Phase {
-        clients: plan.sched_clients,
-        max_ops: n,
-        duration: None,
-    };
     let k = kube.clone();
-    let nodes = load::run(phase(plan.nodes), move |i| {
+    let nodes = load::run(phase(plan, plan.nodes), move |i| {
         let k = k.clone();
         async move { create_node(&k, i).await }
     })
@@ -80,8 +208,26 @@ pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<
         nodes.ok,
         nodes.per_sec()
     );
+    Ok(())
+}
 
-    // Follow bindings from before the first pod exists.
+async fn create_pods(kube: &Arc<Kube>, plan: &SchedPlan) -> anyhow::Result<()> {
+    let k = kube.clone();
+    let created = load::run(phase(plan, plan.pods), move |i| {
+        let k = k.clone();
+        async move { create_pod(&k, i).await }
+    })
+    .await?;
+    println!(
+        "scheduler: {} pods created at {:.0}/s",
+        created.ok,
+        created.per_sec()
+    );
+    Ok(())
+}
+
+/// The resourceVersion of the pod collection now.
+async fn list_revision(kube: &Kube) -> anyhow::Result<String> {
     let (_, list) = kube
         .call(
             Method::GET,
@@ -89,163 +235,155 @@ pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<
             None,
         )
         .await?;
-    let rv = serde_json::from_slice::<Value>(&list)?["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("0")
-        .to_string();
-    let watcher = Kube::connect(&config, 1).await?;
-    let bound = Arc::new(AtomicUsize::new(0));
-    let relists = Arc::new(AtomicUsize::new(0));
-    let times = Arc::new(std::sync::Mutex::new((None::<Instant>, None::<Instant>)));
-    let (b, t, r, want) = (bound.clone(), times.clone(), relists.clone(), plan.pods);
-    let follow = tokio::spawn(async move {
-        let mut seen = std::collections::HashSet::new();
-        let mut rv = rv;
-        let note = |n: usize| {
-            if n == 0 {
-                return;
-            }
-            let now = Instant::now();
-            let mut times = t.lock().unwrap_or_else(|p| p.into_inner());
-            times.0.get_or_insert(now);
-            times.1 = Some(now);
-            b.fetch_add(n, Ordering::Relaxed);
-        };
-        // A client-go reflector in miniature: watch from the last resourceVersion seen; a
-        // watcher that falls behind the server's change stream gets "410 Expired" and the
-        // stream ends, so list (bindings seen that way are stamped when the list arrives)
-        // and watch again.
-        while seen.len() < want {
-            let path = format!("/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}");
-            let Ok(mut body) = watcher.stream(0, &path).await else {
-                return;
-            };
-            let mut buf = Vec::new();
-            let mut expired = false;
-            while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                buf.extend_from_slice(&data);
-                while let Some(end) = buf.iter().position(|&c| c == b'\n') {
-                    match watch_line(&buf[..end]) {
-                        Line::Bound(name, at) => {
-                            rv = at;
-                            if seen.insert(name) {
-                                note(1);
-                            }
-                        }
-                        Line::Other(at) => rv = at,
-                        Line::Expired => expired = true,
-                    }
-                    buf.drain(..=end);
-                }
-                if seen.len() >= want || expired {
-                    break;
-                }
-            }
-            if seen.len() >= want {
-                return;
-            }
-            if expired {
-                r.fetch_add(1, Ordering::Relaxed);
-                let path = format!("/api/v1/namespaces/{NS}/pods");
-                let Ok((_, list)) = watcher.call(Method::GET, &path, None).await else {
-                    return;
-                };
-                let Ok(list) = serde_json::from_slice::<Value>(&list) else {
-                    return;
-                };
-                let before = seen.len();
-                for item in list["items"].as_array().into_iter().flatten() {
-                    if item
-                        .pointer("/spec/nodeName")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| !n.is_empty())
-                        && let Some(name) = item.pointer("/metadata/name").and_then(Value::as_str)
-                    {
-                        seen.insert(name.to_string());
-                    }
-                }
-                note(seen.len() - before);
-                rv = list["metadata"]["resourceVersion"]
-                    .as_str()
-                    .unwrap_or("0")
-                    .to_string();
-            }
-        }
-    });
+    Ok(
+        serde_json::from_slice::<Value>(&list)?["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string(),
+    )
+}
 
-    let cpu0 = proc::cpu_seconds(pid);
-    let k = kube.clone();
-    let created = load::run(phase(plan.pods), move |i| {
-        let k = k.clone();
-        async move { create_pod(&k, i).await }
-    })
-    .await?;
-    let created_at = Instant::now();
-    let bound_at_created = bound.load(Ordering::Relaxed);
-    println!(
-        "scheduler: {} pods created at {:.0}/s; {bound_at_created} bound meanwhile",
-        created.ok,
-        created.per_sec()
-    );
-    let deadline = Instant::now() + Duration::from_secs(plan.bind_timeout_secs);
-    while bound.load(Ordering::Relaxed) < plan.pods && Instant::now() < deadline {
-        server.check_alive()?;
-        if follow.is_finished() {
-            break;
+/// Follows bindings with a watch of the benchmark namespace's pods, timing the first and last.
+struct Follower {
+    bound: Arc<AtomicUsize>,
+    relists: Arc<AtomicUsize>,
+    times: Arc<std::sync::Mutex<(Option<Instant>, Option<Instant>)>>,
+    want: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Follower {
+    /// Watch from `rv` until `want` distinct pods were seen bound.
+    async fn start(config: &KubeConfig, rv: String, want: usize) -> anyhow::Result<Self> {
+        let watcher = Kube::connect(config, 1).await?;
+        let bound = Arc::new(AtomicUsize::new(0));
+        let relists = Arc::new(AtomicUsize::new(0));
+        let times = Arc::new(std::sync::Mutex::new((None::<Instant>, None::<Instant>)));
+        let (b, t, r) = (bound.clone(), times.clone(), relists.clone());
+        let task = tokio::spawn(async move {
+            let mut seen = std::collections::HashSet::new();
+            let mut rv = rv;
+            let note = |n: usize| {
+                if n == 0 {
+                    return;
+                }
+                let now = Instant::now();
+                let mut times = t.lock().unwrap_or_else(|p| p.into_inner());
+                times.0.get_or_insert(now);
+                times.1 = Some(now);
+                b.fetch_add(n, Ordering::Relaxed);
+            };
+            // A client-go reflector in miniature: watch from the last resourceVersion seen; a
+            // watcher that falls behind the server's change stream gets "410 Expired" and the
+            // stream ends, so list (bindings seen that way are stamped when the list arrives)
+            // and watch again.
+            while seen.len() < want {
+                let path = format!("/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}");
+                let Ok(mut body) = watcher.stream(0, &path).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut expired = false;
+                while let Some(Ok(frame)) = body.frame().await {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    buf.extend_from_slice(&data);
+                    while let Some(end) = buf.iter().position(|&c| c == b'\n') {
+                        match watch_line(&buf[..end]) {
+                            Line::Bound(name, at) => {
+                                rv = at;
+                                if seen.insert(name) {
+                                    note(1);
+                                }
+                            }
+                            Line::Other(at) => rv = at,
+                            Line::Expired => expired = true,
+                        }
+                        buf.drain(..=end);
+                    }
+                    if seen.len() >= want || expired {
+                        break;
+                    }
+                }
+                if seen.len() >= want {
+                    return;
+                }
+                if expired {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    let path = format!("/api/v1/namespaces/{NS}/pods");
+                    let Ok((_, list)) = watcher.call(Method::GET, &path, None).await else {
+                        return;
+                    };
+                    let Ok(list) = serde_json::from_slice::<Value>(&list) else {
+                        return;
+                    };
+                    let before = seen.len();
+                    for item in list["items"].as_array().into_iter().flatten() {
+                        if item
+                            .pointer("/spec/nodeName")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| !n.is_empty())
+                            && let Some(name) =
+                                item.pointer("/metadata/name").and_then(Value::as_str)
+                        {
+                            seen.insert(name.to_string());
+                        }
+                    }
+                    note(seen.len() - before);
+                    rv = list["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or("0")
+                        .to_string();
+                }
+            }
+        });
+        Ok(Self {
+            bound,
+            relists,
+            times,
+            want,
+            task,
+        })
+    }
+
+    /// Pods seen bound so far.
+    fn bound(&self) -> usize {
+        self.bound.load(Ordering::Relaxed)
+    }
+
+    /// Until every pod is bound, the watch ends, or the plan's patience runs out.
+    async fn wait(&self, server: &mut proc::Server, plan: &SchedPlan) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(plan.bind_timeout_secs);
+        while self.bound() < self.want && Instant::now() < deadline {
+            server.check_alive()?;
+            if self.task.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
     }
-    follow.abort();
-    let cpu = proc::cpu_seconds(pid) - cpu0;
-    let n = bound.load(Ordering::Relaxed);
-    let (first, last) = *times.lock().unwrap_or_else(|p| p.into_inner());
-    let (Some(first), Some(last)) = (first, last) else {
-        bail!("no pod was bound");
-    };
-    if n < plan.pods {
-        println!(
-            "scheduler: only {n} of {} pods bound within {} s",
-            plan.pods, plan.bind_timeout_secs
-        );
+
+    /// Pods bound, and the times of the first and last binding.
+    fn finish(self) -> anyhow::Result<(usize, Instant, Instant)> {
+        self.task.abort();
+        let n = self.bound();
+        if n < self.want {
+            println!("scheduler: only {n} of {} pods bound", self.want);
+        }
+        let relists = self.relists.load(Ordering::Relaxed);
+        if relists > 0 {
+            println!(
+                "scheduler: the binding watch fell behind and relisted {relists} time(s); bindings found by a list are timed at the list"
+            );
+        }
+        let (first, last) = *self.times.lock().unwrap_or_else(|p| p.into_inner());
+        let (Some(first), Some(last)) = (first, last) else {
+            bail!("no pod was bound");
+        };
+        Ok((n, first, last))
     }
-    let overall = rate(n.saturating_sub(1), last.duration_since(first));
-    let drained = n.saturating_sub(bound_at_created);
-    let drain = (last > created_at).then(|| rate(drained, last.duration_since(created_at)));
-    let relists = relists.load(Ordering::Relaxed);
-    if relists > 0 {
-        println!(
-            "scheduler: the binding watch fell behind and relisted {relists} time(s); bindings found by a list are timed at the list"
-        );
-    }
-    println!();
-    println!(
-        "| scheduler throughput ({} nodes, {} pods) | pods/s |",
-        plan.nodes, plan.pods
-    );
-    println!("|---|---|");
-    println!("| ledge, first to last binding | {overall:.0} |");
-    match drain {
-        Some(d) => println!("| ledge, after the last create ({drained} pods queued) | {d:.0} |"),
-        None => println!("| ledge, after the last create | (every pod was bound by then) |"),
-    }
-    println!(
-        "| upstream kube-scheduler (scheduler_perf, published) | {:.0}–{:.0} |",
-        UPSTREAM.0, UPSTREAM.1
-    );
-    println!(
-        "\nledge ÷ upstream: {:.2}–{:.2} (first to last binding); server CPU {:.1} s, {:.0} µs per pod",
-        overall / UPSTREAM.1,
-        overall / UPSTREAM.0,
-        cpu,
-        cpu * 1e6 / n.max(1) as f64
-    );
-    server.check_alive()?;
-    drop(kube);
-    server.stop();
-    Ok(())
 }
 
 /// `ledge server` as [`crate::ledge::spawn_server`] starts it, but with node health checks
@@ -253,7 +391,12 @@ pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<
 /// the default 40 s grace the node lifecycle controller would taint them all `unreachable`
 /// (`NoSchedule`), so every pod still pending then becomes unschedulable. Upstream's
 /// scheduler_perf runs no node lifecycle controller at all.
-fn spawn_server(bin: &Path, work: &Path, data: &Path) -> anyhow::Result<proc::Server> {
+fn spawn_server(
+    bin: &Path,
+    work: &Path,
+    data: &Path,
+    extra: &[&str],
+) -> anyhow::Result<proc::Server> {
     let port = proc::free_port()?;
     let mut cmd = std::process::Command::new(bin);
     cmd.arg("server")
@@ -262,6 +405,7 @@ fn spawn_server(bin: &Path, work: &Path, data: &Path) -> anyhow::Result<proc::Se
         .args(["--https-listen-port", &port.to_string()])
         .args(["--bind-address", "127.0.0.1"])
         .args(["--node-monitor-grace-period", "86400"])
+        .args(extra)
         .env("LEDGE_LOG", "warn");
     proc::Server::spawn(
         "ledge server",

@@ -69,6 +69,10 @@ enum Command {
         /// for it unless they tolerate the taint with tolerationSeconds.
         #[arg(long, default_value = "40s", value_parser = grace_period)]
         node_monitor_grace_period: Duration,
+        /// Run no scheduler: pods stay Pending until another scheduler binds them (or a server
+        /// started without this flag takes the controller Lease).
+        #[arg(long)]
+        disable_scheduler: bool,
         #[command(flatten)]
         datastore: DatastoreArgs,
     },
@@ -314,6 +318,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             advertise_address,
             watch_history,
             node_monitor_grace_period,
+            disable_scheduler,
             datastore,
         } => {
             let opts = ledge_app::ServerOptions {
@@ -326,6 +331,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 node_monitor_grace_period,
                 token: datastore.token.clone(),
                 datastore: datastore.options(),
+                disable_scheduler,
             };
             runtime()?.block_on(ledge_app::run_server(opts))
         }
@@ -352,6 +358,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     node_monitor_grace_period: Duration::from_secs(40),
                     datastore: ledge_app::DatastoreOptions::Embedded,
                     token: None,
+                    disable_scheduler: false,
                 },
                 data_dir: base,
                 node_name,

@@ -320,3 +320,33 @@ def test_lower_priority_pod_cannot_preempt(kubectl, ns, one_node, priorities):
         assert "deletionTimestamp" not in pod_json(kubectl, ns, "big")["metadata"]
     finally:
         force_delete_pods(kubectl, ns)
+
+
+def test_disabled_scheduler_leaves_pods_pending_until_a_server_schedules(ledge_bin, kubectl_path, tmp_path):
+    """`--disable-scheduler` (K3s' flag) runs no scheduler: a pod that fits stays Pending with
+    no event; the same data dir served without the flag binds it."""
+    import time
+
+    from conftest import Kubectl, start_server
+
+    srv = start_server(ledge_bin, kubectl_path, tmp_path / "off", "--disable-scheduler")
+    try:
+        kubectl = Kubectl(kubectl_path, srv.kubeconfig, tmp_path / "home")
+        kubectl("create", "namespace", "held")
+        tag, _ = make_nodes(kubectl, [("1", RUNTIMES, "2")])
+        kubectl("create", "-n", "held", "-f", "-", input=pod("waits", tag))
+        # Long enough for a running scheduler to have bound it many times over.
+        time.sleep(3)
+        assert node_of(kubectl, "held", "waits") == ""
+        assert events(kubectl, "held", "waits", "Scheduled") == ""
+        assert events(kubectl, "held", "waits", "FailedScheduling") == ""
+    finally:
+        srv.stop()
+    srv = start_server(ledge_bin, kubectl_path, tmp_path / "on", data_dir=srv.data_dir)
+    try:
+        kubectl = Kubectl(kubectl_path, srv.kubeconfig, tmp_path / "home")
+        wait_until(lambda: node_of(kubectl, "held", "waits") == f"sched-{tag}-1", timeout=30,
+                   what="the pod bound once the scheduler runs")
+        assert "Successfully assigned held/waits" in events(kubectl, "held", "waits", "Scheduled")
+    finally:
+        srv.stop()

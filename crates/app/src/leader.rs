@@ -22,6 +22,16 @@ pub(crate) const LEASE_NAME: &str = "ledge-controller-manager";
 /// The file holding this server's identity, under the data dir.
 const IDENTITY_FILE: &str = "identity";
 
+/// What the Lease holder runs.
+pub(crate) struct Duties {
+    /// The controllers' settings.
+    pub(crate) controllers: ledge_controllers::Config,
+    /// Whether to run the scheduler (off with `--disable-scheduler`).
+    pub(crate) scheduler: bool,
+    /// The API server's controller loops.
+    pub(crate) loops: ledge_apiserver::system::LeaderLoops,
+}
+
 /// This server's campaign for the controller Lease.
 pub(crate) struct Election {
     cancel: CancellationToken,
@@ -30,21 +40,27 @@ pub(crate) struct Election {
 
 impl Election {
     /// Campaign until `parent` is cancelled or [`stop`](Self::stop); while leading, run the
-    /// controllers, the scheduler and `loops`.
+    /// controllers, the scheduler (unless disabled) and the loops.
     pub(crate) fn start(
         identity: String,
         client: Arc<dyn Client>,
-        controllers: ledge_controllers::Config,
-        loops: ledge_apiserver::system::LeaderLoops,
+        duties: Duties,
         parent: &CancellationToken,
     ) -> anyhow::Result<Self> {
+        let Duties {
+            controllers,
+            scheduler,
+            loops,
+        } = duties;
         let cancel = parent.child_token();
         let lead_client = client.clone();
         // Each term starts everything afresh (new informers, new caches) and stops it with
         // the term's token.
         let lead = move |term: CancellationToken| {
             ledge_controllers::start(lead_client.clone(), controllers.clone(), term.child_token());
-            ledge_scheduler::start(lead_client.clone(), term.child_token());
+            if scheduler {
+                ledge_scheduler::start(lead_client.clone(), term.child_token());
+            }
             loops.start(&term);
         };
         let config = LeaderConfig::new(LEASE_NAME, identity);

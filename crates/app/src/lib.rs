@@ -52,6 +52,8 @@ pub struct ServerOptions {
     pub datastore: DatastoreOptions,
     /// The cluster token servers sharing a datastore prove themselves with (`--token`).
     pub token: Option<String>,
+    /// Run no scheduler: pods wait for another one (`--disable-scheduler`, as K3s').
+    pub disable_scheduler: bool,
 }
 
 /// The default server data dir: `/var/lib/ledge/server` for root, else `~/.ledge/server`.
@@ -146,6 +148,7 @@ impl Control {
         let controllers = ledge_controllers::Config {
             node_monitor_grace_period: opts.node_monitor_grace_period,
         };
+        let scheduler = !opts.disable_scheduler;
         let identity =
             leader::load_or_create_identity(&opts.data_dir, &ledge_agent::node::facts::hostname())?;
         let me = peers::Peer {
@@ -154,8 +157,16 @@ impl Control {
         };
         let peers_cancel = cancel.child_token();
         let peers = tokio::spawn(peers::run(client.clone(), me, peers_cancel.clone()));
-        let election =
-            leader::Election::start(identity, client, controllers, running.leader_loops, &cancel)?;
+        let election = leader::Election::start(
+            identity,
+            client,
+            leader::Duties {
+                controllers,
+                scheduler,
+                loops: running.leader_loops,
+            },
+            &cancel,
+        )?;
         Ok(Self {
             cancel,
             task: running.task,
