@@ -50,45 +50,68 @@ pub struct SchedPlan {
     /// Give up waiting for bindings after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub bind_timeout_secs: u64,
+    /// Run only this scenario: `concurrent` (pods created meanwhile) or `backlog` (pending at
+    /// start); both by default.
+    #[arg(long)]
+    pub sched_only: Option<Scenario>,
+}
+
+/// One of the two scheduler scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Pods created while the scheduler works.
+    Concurrent,
+    /// Every pod pending when the scheduler starts.
+    Backlog,
 }
 
 /// Run both scenarios against fresh `ledge server`s: pods created while the scheduler works
 /// (scheduler_perf's shape), then a backlog of pending pods the scheduler finds at start.
 pub async fn bench(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<()> {
-    let concurrent = concurrent(bin, work, plan).await?;
-    let backlog = backlog(bin, work, plan).await?;
+    let run = |s| plan.sched_only.is_none_or(|only| only == s);
+    let concurrent = match run(Scenario::Concurrent) {
+        true => Some(concurrent(bin, work, plan).await?),
+        false => None,
+    };
+    let backlog = match run(Scenario::Backlog) {
+        true => Some(backlog(bin, work, plan).await?),
+        false => None,
+    };
     println!();
     println!(
-        "| scheduler throughput ({} nodes, {} pods) | pods/s | server CPU per pod |",
+        "| scheduler throughput ({} nodes, {} pods) | pods/s | server CPU per pod | ledge ÷ upstream |",
         plan.nodes, plan.pods
     );
-    println!("|---|---:|---:|");
-    println!(
-        "| ledge, pods created meanwhile: first to last binding | {:.0} | {:.0} µs (with the creates) |",
-        concurrent.overall, concurrent.cpu_per_pod_us
-    );
-    match concurrent.drain {
-        Some((queued, rate)) => println!(
-            "| ledge, pods created meanwhile: after the last create ({queued} queued) | {rate:.0} | |"
-        ),
-        None => println!(
-            "| ledge, pods created meanwhile: after the last create | (all bound by then) | |"
-        ),
+    println!("|---|---:|---:|---:|");
+    let ratio = |r: f64| format!("{:.2}–{:.2}", r / UPSTREAM.1, r / UPSTREAM.0);
+    if let Some(c) = concurrent {
+        println!(
+            "| ledge, pods created meanwhile: first to last binding | {:.0} | {:.0} µs (with the creates) | {} |",
+            c.overall,
+            c.cpu_per_pod_us,
+            ratio(c.overall)
+        );
+        match c.drain {
+            Some((queued, rate)) => println!(
+                "| ledge, pods created meanwhile: after the last create ({queued} queued) | {rate:.0} | | |"
+            ),
+            None => println!(
+                "| ledge, pods created meanwhile: after the last create | (all bound by then) | | |"
+            ),
+        }
+    }
+    if let Some(b) = backlog {
+        println!(
+            "| ledge, {} pending at start: first to last binding | {:.0} | {:.0} µs | {} |",
+            plan.pods,
+            b.overall,
+            b.cpu_per_pod_us,
+            ratio(b.overall)
+        );
     }
     println!(
-        "| ledge, {} pending at start: first to last binding | {:.0} | {:.0} µs |",
-        plan.pods, backlog.overall, backlog.cpu_per_pod_us
-    );
-    println!(
-        "| upstream kube-scheduler (scheduler_perf, published) | {:.0}–{:.0} | |",
+        "| upstream kube-scheduler (scheduler_perf, published) | {:.0}–{:.0} | | 1 |",
         UPSTREAM.0, UPSTREAM.1
-    );
-    println!(
-        "\nledge ÷ upstream: {:.2}–{:.2} (pods created meanwhile), {:.2}–{:.2} (pending at start)",
-        concurrent.overall / UPSTREAM.1,
-        concurrent.overall / UPSTREAM.0,
-        backlog.overall / UPSTREAM.1,
-        backlog.overall / UPSTREAM.0,
     );
     Ok(())
 }

@@ -9,6 +9,7 @@
 //!
 //! A data dir that already holds credentials is reused and the token is not needed.
 
+use ledge_api::Pointer as _;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -197,7 +198,7 @@ async fn create_csr(
     .map_err(|e| refused(e, action))?
     .ok_or(AgentError::Cancelled)?;
     let name = created
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -207,7 +208,7 @@ async fn create_csr(
 
 /// The message of a `True` condition of this type, if there is one.
 fn condition(csr: &Value, kind: &str) -> Option<String> {
-    csr.pointer("/status/conditions")?
+    csr.at("/status/conditions")?
         .as_array()?
         .iter()
         .find(|c| {
@@ -234,7 +235,7 @@ async fn wait_for_certificate(
         match client.get(&CSR, None, name).await {
             Ok(Some(csr)) => {
                 if let Some(cert) = csr
-                    .pointer("/status/certificate")
+                    .at("/status/certificate")
                     .and_then(Value::as_str)
                     .filter(|c| !c.is_empty())
                 {

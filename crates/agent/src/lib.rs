@@ -34,6 +34,7 @@ pub mod runtime;
 pub mod token;
 pub mod tunnel;
 
+use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -208,7 +209,7 @@ async fn run_inner(opts: AgentOptions, cancel: &CancellationToken) -> Result<(),
             let status = status::build(&machine, ip, &heartbeat::chrono_now(), None);
             let node = node::register(&client, &spec, machine.architecture, status.clone()).await?;
             let uid = node
-                .pointer("/metadata/uid")
+                .at("/metadata/uid")
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("")
                 .to_string();

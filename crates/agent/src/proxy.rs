@@ -4,6 +4,7 @@
 //! the node address and the pod's port. Endpoints come from EndpointSlices; Services and slices
 //! are followed with informers, and listeners open and close as Services come and go.
 
+use ledge_api::Pointer as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -95,7 +96,7 @@ pub async fn run(client: Arc<dyn Client>, node: String, cancel: CancellationToke
 }
 
 fn text<'a>(v: &'a Value, p: &str) -> &'a str {
-    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+    v.at(p).and_then(Value::as_str).unwrap_or("")
 }
 
 fn rebuild(table: &RwLock<Table>, services: &Informer, slices: &Informer) {
@@ -105,7 +106,7 @@ fn rebuild(table: &RwLock<Table>, services: &Informer, slices: &Informer) {
             continue;
         }
         for p in svc
-            .pointer("/spec/ports")
+            .at("/spec/ports")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -153,7 +154,7 @@ fn rebuild(table: &RwLock<Table>, services: &Informer, slices: &Informer) {
                 continue;
             }
             let port = s
-                .pointer("/ports")
+                .at("/ports")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -163,12 +164,12 @@ fn rebuild(table: &RwLock<Table>, services: &Informer, slices: &Informer) {
                 .or(e.target);
             let Some(port) = port else { continue };
             for ep in s
-                .pointer("/endpoints")
+                .at("/endpoints")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                if ep.pointer("/conditions/ready").and_then(Value::as_bool) == Some(false) {
+                if ep.at("/conditions/ready").and_then(Value::as_bool) == Some(false) {
                     continue;
                 }
                 let local = text(ep, "/nodeName") == t.node;

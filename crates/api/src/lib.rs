@@ -2,6 +2,7 @@
 //! field selectors, name/label validation, patch algorithms, and the Kubernetes `Status` error.
 //! Pure logic: no IO, no tokio, no hyper.
 
+pub mod json;
 pub mod patch;
 pub mod quantity;
 pub mod resource;
@@ -12,5 +13,6 @@ pub mod time;
 pub mod tunnel;
 pub mod validation;
 
+pub use json::Pointer;
 pub use resource::{ResourceDef, Subresource};
 pub use status::{ApiError, GroupResource, StatusCause};

@@ -2,6 +2,7 @@
 //! NodePort allocation for Services; priority and RuntimeClass resolution for Pods. Kept
 //! apart from the per-kind strategies, which are pure.
 
+use ledge_api::Pointer as _;
 use std::collections::HashSet;
 
 use ledge_api::{ApiError, StatusCause};
@@ -33,7 +34,7 @@ pub async fn on_create(state: &ApiState, res: &Resource, obj: &mut Value) -> Res
 /// `spec.priority` and `spec.preemptionPolicy` (upstream `plugin/pkg/admission/priority`).
 fn resolve_priority(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
     let name = pod
-        .pointer("/spec/priorityClassName")
+        .at("/spec/priorityClassName")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -61,7 +62,7 @@ fn resolve_priority(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
         .and_then(|c| c.get("value"))
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    if let Some(given) = pod.pointer("/spec/priority").and_then(Value::as_i64)
+    if let Some(given) = pod.at("/spec/priority").and_then(Value::as_i64)
         && given != value
     {
         return Err(ApiError::forbidden(format!(
@@ -75,7 +76,7 @@ fn resolve_priority(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
             if !name.is_empty() || c.get("globalDefault") == Some(&json!(true)) {
                 spec.insert(
                     "priorityClassName".into(),
-                    c.pointer("/metadata/name").cloned().unwrap_or(json!(name)),
+                    c.at("/metadata/name").cloned().unwrap_or(json!(name)),
                 );
             }
             spec.insert(
@@ -110,7 +111,7 @@ fn resolve_runtime_class(state: &ApiState, pod: &mut Value) -> Result<(), ApiErr
         ))
     };
     let named = pod
-        .pointer("/spec/runtimeClassName")
+        .at("/spec/runtimeClassName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .map(str::to_string);
@@ -134,7 +135,7 @@ fn resolve_runtime_class(state: &ApiState, pod: &mut Value) -> Result<(), ApiErr
     };
     let mut spec = spec.clone();
     spec.insert("runtimeClassName".into(), json!(name));
-    match (class.pointer("/overhead/podFixed"), spec.get("overhead")) {
+    match (class.at("/overhead/podFixed"), spec.get("overhead")) {
         (Some(fixed), Some(given)) if fixed != given => {
             return Err(forbidden(
                 pod,
@@ -154,7 +155,7 @@ fn resolve_runtime_class(state: &ApiState, pod: &mut Value) -> Result<(), ApiErr
         (None, None) => {}
     }
     if let Some(selector) = class
-        .pointer("/scheduling/nodeSelector")
+        .at("/scheduling/nodeSelector")
         .and_then(Value::as_object)
     {
         let merged = spec.entry("nodeSelector").or_insert_with(|| json!({}));
@@ -181,7 +182,7 @@ fn resolve_runtime_class(state: &ApiState, pod: &mut Value) -> Result<(), ApiErr
         }
     }
     if let Some(tolerations) = class
-        .pointer("/scheduling/tolerations")
+        .at("/scheduling/tolerations")
         .and_then(Value::as_array)
     {
         let merged = spec.entry("tolerations").or_insert_with(|| json!([]));
@@ -205,7 +206,7 @@ pub fn completes_deletion(res: &Resource, old: &Value, new: &Value) -> bool {
         return false;
     }
     let spec_finalizers = |o: &Value| {
-        o.pointer("/spec/finalizers")
+        o.at("/spec/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty())
     };
@@ -220,7 +221,7 @@ pub fn completes_deletion(res: &Resource, old: &Value, new: &Value) -> bool {
 fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
     let existing = state.cache.list("/registry/core/services/", None).items;
     let ty = svc
-        .pointer("/spec/type")
+        .at("/spec/type")
         .and_then(Value::as_str)
         .unwrap_or("ClusterIP")
         .to_string();
@@ -230,13 +231,13 @@ fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
     let used_ips: HashSet<String> = existing
         .iter()
         .filter_map(|s| {
-            s.pointer("/spec/clusterIP")
+            s.at("/spec/clusterIP")
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
         .collect();
     let requested = svc
-        .pointer("/spec/clusterIP")
+        .at("/spec/clusterIP")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -279,14 +280,14 @@ fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
         let used_ports: HashSet<i64> = existing
             .iter()
             .flat_map(|s| {
-                s.pointer("/spec/ports")
+                s.at("/spec/ports")
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default()
             })
             .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
             .collect();
-        if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        if let Some(ports) = svc.at_mut("/spec/ports").and_then(Value::as_array_mut) {
             let mut taken = used_ports;
             for p in ports.iter_mut() {
                 if p.get("nodePort").and_then(Value::as_i64).is_some() {
@@ -303,7 +304,7 @@ fn allocate_service(state: &ApiState, svc: &mut Value) -> Result<(), ApiError> {
             }
         }
         svc["spec"]["externalTrafficPolicy"] = svc
-            .pointer("/spec/externalTrafficPolicy")
+            .at("/spec/externalTrafficPolicy")
             .cloned()
             .unwrap_or(json!("Cluster"));
     }

@@ -7,6 +7,7 @@
 //! under the history lock, so no event is missed or seen twice, and every watcher sees the same
 //! order.
 
+use ledge_api::Pointer as _;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
@@ -227,7 +228,7 @@ impl Cache {
             let cached_rv = inner
                 .objects
                 .get(&kv.key)
-                .and_then(|o| o.pointer("/metadata/resourceVersion"))
+                .and_then(|o| o.at("/metadata/resourceVersion"))
                 .and_then(Value::as_str)
                 .and_then(|rv| rv.parse::<Revision>().ok());
             if cached_rv != Some(kv.mod_revision) {

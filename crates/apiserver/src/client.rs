@@ -2,6 +2,7 @@
 //! requests (defaults, validation, admission, optimistic concurrency) and the same watch cache,
 //! without serialising to JSON text and back.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use futures_util::stream;
@@ -222,7 +223,7 @@ impl Client for LocalClient {
                 Part::Main,
                 |current| {
                     let bound = current
-                        .pointer("/spec/nodeName")
+                        .at("/spec/nodeName")
                         .and_then(Value::as_str)
                         .unwrap_or("");
                     if !bound.is_empty() {

@@ -4,6 +4,7 @@
 //! `kubectl logs` (and later exec and port-forward) reach a node this way, so an edge device
 //! never needs an inbound port.
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -267,7 +268,7 @@ async fn renew_lease(state: Arc<crate::state::ApiState>, node: String, every: Du
             continue;
         };
         if lease
-            .pointer("/spec/holderIdentity")
+            .at("/spec/holderIdentity")
             .and_then(serde_json::Value::as_str)
             != Some(node.as_str())
         {

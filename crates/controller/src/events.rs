@@ -3,6 +3,7 @@
 //! event about the same object bumps `count` and `lastTimestamp` instead of adding an object
 //! (the event correlator's de-duplication). `kubectl describe` lists them.
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -87,12 +88,7 @@ impl EventRecorder {
         reason: &str,
         message: String,
     ) {
-        let s = |p: &str| {
-            obj.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let s = |p: &str| obj.at(p).and_then(Value::as_str).unwrap_or("").to_string();
         let (ns, name, uid) = (
             s("/metadata/namespace"),
             s("/metadata/name"),

@@ -6,6 +6,7 @@
 //! the creation, and does it show the deleted object gone or terminating? So nothing is lost if
 //! an event is missed, and an expectation never outlives [`TTL`].
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ impl Expectations {
     /// `owner` created `obj` (as the API returned it).
     pub fn created(&self, owner: &ObjectKey, obj: &Value) {
         let revision = obj
-            .pointer("/metadata/resourceVersion")
+            .at("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
@@ -79,9 +80,9 @@ impl Expectations {
         p.created
             .retain(|(key, at)| store.get(key).is_none() && revision < *at);
         p.deleted.retain(|(key, want)| {
-            store.get(key).is_some_and(|o| {
-                uid(&o) == want && o.pointer("/metadata/deletionTimestamp").is_none()
-            })
+            store
+                .get(key)
+                .is_some_and(|o| uid(&o) == want && o.at("/metadata/deletionTimestamp").is_none())
         });
         let expired = p.since.is_some_and(|t| t.elapsed() > TTL);
         if (p.created.is_empty() && p.deleted.is_empty()) || expired {
@@ -98,7 +99,7 @@ impl Expectations {
 }
 
 fn uid(obj: &Value) -> &str {
-    obj.pointer("/metadata/uid")
+    obj.at("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or("")
 }

@@ -2,6 +2,7 @@
 //! a local [`Store`], and tells subscribers which objects changed. A watch that ends is resumed
 //! from the last resourceVersion seen; a `410 Expired` relists (client-go reflector semantics).
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -86,7 +87,7 @@ impl Store {
 }
 
 fn rv(obj: &Value) -> &str {
-    obj.pointer("/metadata/resourceVersion")
+    obj.at("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .unwrap_or("")
 }

@@ -3,6 +3,7 @@
 //! match — with upstream's rules (`pkg/controller/controller_ref_manager.go`). The garbage
 //! collector in the API server follows the same references when an owner is deleted.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use ledge_api::ApiError;
@@ -14,7 +15,7 @@ use crate::runner::ObjectKey;
 
 /// The `ownerReferences` entry with `controller: true`, if any.
 pub fn controller_of(obj: &Value) -> Option<&Value> {
-    obj.pointer("/metadata/ownerReferences")?
+    obj.at("/metadata/ownerReferences")?
         .as_array()?
         .iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
@@ -34,7 +35,7 @@ pub fn is_controlled_by(obj: &Value, owner_uid: &str) -> bool {
 /// `controller: true` and `blockOwnerDeletion: true`, so a foreground deletion of the owner
 /// waits for it.
 pub fn controller_ref(kind: &Kind, owner: &Value) -> Value {
-    let s = |p: &str| owner.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let s = |p: &str| owner.at(p).and_then(Value::as_str).unwrap_or("");
     json!({
         "apiVersion": kind.api_version(),
         "kind": kind.kind,
@@ -55,7 +56,7 @@ where
     F: FnOnce(Option<&str>) -> Vec<Arc<Value>>,
 {
     let ns = obj
-        .pointer("/metadata/namespace")
+        .at("/metadata/namespace")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
     match controller_of(obj) {
@@ -70,7 +71,7 @@ where
         None => candidates(ns)
             .iter()
             .filter(|o| {
-                o.pointer("/spec/selector")
+                o.at("/spec/selector")
                     .and_then(|s| LabelSelector::from_json(s).ok())
                     .is_some_and(|s| !s.is_empty() && s.matches_object(obj))
             })
@@ -97,10 +98,10 @@ pub enum Claim {
 /// deleting orphan is never adopted.
 pub fn decide(obj: &Value, owner: &Value, matches: bool) -> Claim {
     let owner_uid = owner
-        .pointer("/metadata/uid")
+        .at("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let owner_deleting = owner.pointer("/metadata/deletionTimestamp").is_some();
+    let owner_deleting = owner.at("/metadata/deletionTimestamp").is_some();
     if let Some(r) = controller_of(obj) {
         if r.get("uid").and_then(Value::as_str) != Some(owner_uid) {
             return Claim::Ignore;
@@ -114,13 +115,13 @@ pub fn decide(obj: &Value, owner: &Value, matches: bool) -> Claim {
         };
     }
     let ns = |o: &Value| {
-        o.pointer("/metadata/namespace")
+        o.at("/metadata/namespace")
             .and_then(Value::as_str)
             .map(str::to_string)
     };
     if owner_deleting
         || !matches
-        || obj.pointer("/metadata/deletionTimestamp").is_some()
+        || obj.at("/metadata/deletionTimestamp").is_some()
         || ns(owner).is_some_and(|n| !n.is_empty() && Some(&n) != ns(obj).as_ref())
     {
         return Claim::Ignore;
@@ -161,7 +162,7 @@ pub fn without_owner(obj: &Value, owner_uid: &str) -> Value {
 }
 
 fn owner_refs(obj: &Value) -> Vec<Value> {
-    obj.pointer("/metadata/ownerReferences")
+    obj.at("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
@@ -185,7 +186,7 @@ pub async fn claim(
     candidates: Vec<Arc<Value>>,
 ) -> Result<Vec<Arc<Value>>, ApiError> {
     let owner_uid = owner
-        .pointer("/metadata/uid")
+        .at("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -194,7 +195,7 @@ pub async fn claim(
     let mut first_error = None;
     let mut may_adopt: Option<bool> = None;
     for obj in candidates {
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+        let ns = obj.at("/metadata/namespace").and_then(Value::as_str);
         let result = match decide(&obj, owner, selector.matches_object(&obj)) {
             Claim::Keep => {
                 claimed.push(obj);
@@ -239,7 +240,7 @@ async fn recheck(
     owner: &Value,
     uid: &str,
 ) -> Result<bool, ApiError> {
-    let s = |p: &str| owner.pointer(p).and_then(Value::as_str);
+    let s = |p: &str| owner.at(p).and_then(Value::as_str);
     let name = s("/metadata/name").unwrap_or("");
     let fresh = client
         .get(kind, s("/metadata/namespace"), name)
@@ -251,14 +252,14 @@ async fn recheck(
                 format!("original {} {name} is gone", kind.kind),
             )
         })?;
-    if fresh.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+    if fresh.at("/metadata/uid").and_then(Value::as_str) != Some(uid) {
         return Err(ApiError::new(
             409,
             "Conflict",
             format!("original {} {name} is gone: it was replaced", kind.kind),
         ));
     }
-    Ok(fresh.pointer("/metadata/deletionTimestamp").is_none())
+    Ok(fresh.at("/metadata/deletionTimestamp").is_none())
 }
 
 #[cfg(test)]
@@ -335,7 +336,7 @@ mod tests {
         let adopted = with_owner(&orphan, &r);
         assert!(is_controlled_by(&adopted, "u1"));
         let released = without_owner(&adopted, "u1");
-        assert!(released.pointer("/metadata/ownerReferences").is_none());
+        assert!(released.at("/metadata/ownerReferences").is_none());
         assert_eq!(controller_of(&released), None);
     }
 }

@@ -2,24 +2,25 @@
 //! is missing or malformed (an object from the API is never trusted to have a shape).
 
 use chrono::{DateTime, Utc};
+use ledge_api::Pointer as _;
 use ledge_api::selector::LabelSelector;
 use serde_json::{Map, Value};
 
 /// A string at a JSON pointer, or "".
 pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
-    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    obj.at(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// An integer at a JSON pointer, or 0 (clamped into `i32`, as the API's int32 fields are).
 pub fn int_at(obj: &Value, pointer: &str) -> i32 {
-    obj.pointer(pointer)
+    obj.at(pointer)
         .and_then(Value::as_i64)
         .map_or(0, |n| n.clamp(i32::MIN.into(), i32::MAX.into()) as i32)
 }
 
 /// `spec.replicas`, 1 when unset (the API default for Deployments and ReplicaSets).
 pub fn spec_replicas(obj: &Value) -> i32 {
-    match obj.pointer("/spec/replicas") {
+    match obj.at("/spec/replicas") {
         Some(Value::Number(_)) => int_at(obj, "/spec/replicas"),
         _ => 1,
     }
@@ -32,7 +33,7 @@ pub fn name(obj: &Value) -> &str {
 
 /// `metadata.namespace`, if set.
 pub fn namespace(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/namespace")
+    obj.at("/metadata/namespace")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
@@ -44,25 +45,25 @@ pub fn uid(obj: &Value) -> &str {
 
 /// `metadata.generation`.
 pub fn generation(obj: &Value) -> i64 {
-    obj.pointer("/metadata/generation")
+    obj.at("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(0)
 }
 
 /// Whether `metadata.deletionTimestamp` is set.
 pub fn is_deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp")
+    obj.at("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
 }
 
 /// One annotation.
 pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.pointer("/metadata/annotations")?.get(key)?.as_str()
+    obj.at("/metadata/annotations")?.get(key)?.as_str()
 }
 
 /// `metadata.labels` (empty when missing).
 pub fn labels(obj: &Value) -> Map<String, Value> {
-    obj.pointer("/metadata/labels")
+    obj.at("/metadata/labels")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()
@@ -70,7 +71,7 @@ pub fn labels(obj: &Value) -> Map<String, Value> {
 
 /// A timestamp field parsed; `None` when missing or malformed.
 pub fn time_at(obj: &Value, pointer: &str) -> Option<DateTime<Utc>> {
-    obj.pointer(pointer)
+    obj.at(pointer)
         .and_then(Value::as_str)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
@@ -83,14 +84,14 @@ pub fn created(obj: &Value) -> Option<DateTime<Utc>> {
 
 /// `spec.selector` as a selector; a malformed one selects nothing.
 pub fn selector(obj: &Value) -> LabelSelector {
-    obj.pointer("/spec/selector")
+    obj.at("/spec/selector")
         .map(|s| LabelSelector::from_json(s).unwrap_or_else(|_| LabelSelector::nothing()))
         .unwrap_or_else(LabelSelector::nothing)
 }
 
 /// The condition of `type_` in `status.conditions`.
 pub fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj.pointer("/status/conditions")?
+    obj.at("/status/conditions")?
         .as_array()?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))

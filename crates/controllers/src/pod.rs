@@ -3,6 +3,7 @@
 //! from a template.
 
 use chrono::{DateTime, Duration, Utc};
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::meta;
@@ -14,7 +15,7 @@ pub fn is_active(pod: &Value) -> bool {
 
 /// `status.phase` ("Pending" when missing).
 pub fn phase(pod: &Value) -> &str {
-    pod.pointer("/status/phase")
+    pod.at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("Pending")
 }
@@ -69,7 +70,7 @@ pub fn available_at(
 
 /// The highest restart count of the pod's containers.
 pub fn max_restarts(pod: &Value) -> i64 {
-    pod.pointer("/status/containerStatuses")
+    pod.at("/status/containerStatuses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -87,7 +88,7 @@ pub fn from_template(template: &Value, namespace: &str, prefix: &str, owner_ref:
         "ownerReferences": [owner_ref],
     });
     for field in ["labels", "annotations", "finalizers"] {
-        if let Some(v) = template.pointer(&format!("/metadata/{field}"))
+        if let Some(v) = template.at(&format!("/metadata/{field}"))
             && !v.is_null()
         {
             metadata[field] = v.clone();

@@ -4,6 +4,7 @@
 //! select a node. The DaemonSet controller decides where daemon pods belong with these; the node
 //! lifecycle controller decides which pods a `NoExecute` taint evicts.
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 /// `node.kubernetes.io/not-ready`: the node's Ready condition is False.
@@ -40,7 +41,7 @@ pub fn effect(taint: &Value) -> &str {
 
 /// A node's `spec.taints`.
 pub fn of_node(node: &Value) -> Vec<Value> {
-    node.pointer("/spec/taints")
+    node.at("/spec/taints")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
@@ -100,7 +101,7 @@ pub fn taint(key: &str, effect: &str, time_added: Option<&str>) -> Value {
 /// Whether `pod_spec`'s `nodeSelector` and required node affinity select `node` (upstream
 /// `GetRequiredNodeAffinity(pod).Match(node)`).
 pub fn selects_node(pod_spec: &Value, node: &Value) -> bool {
-    let labels = node.pointer("/metadata/labels").and_then(Value::as_object);
+    let labels = node.at("/metadata/labels").and_then(Value::as_object);
     let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
     if let Some(sel) = pod_spec.get("nodeSelector").and_then(Value::as_object)
         && !sel.iter().all(|(k, v)| label(k) == v.as_str())
@@ -108,13 +109,13 @@ pub fn selects_node(pod_spec: &Value, node: &Value) -> bool {
         return false;
     }
     let terms = pod_spec
-        .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .at("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
         .and_then(Value::as_array);
     let Some(terms) = terms else {
         return true;
     };
     let name = node
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     terms.iter().any(|t| term_matches(t, &label, name))

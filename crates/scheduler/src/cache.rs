@@ -3,12 +3,13 @@
 //! image — kept up to date incrementally from pod and node changes so a scheduling decision
 //! never scans every pod.
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::framework::{NodeInfo, PlacedPod, str_at};
+use crate::framework::{NodeInfo, PlacedPod, PodInfo, str_at};
 
 /// Node infos plus the pods accounted on them.
 #[derive(Default)]
@@ -20,6 +21,9 @@ pub struct Cache {
     index: HashMap<String, usize>,
     /// Pod key → node it is accounted on.
     pods: HashMap<String, (String, Arc<PlacedPod>)>,
+    /// Pods accounted on a node the cache does not hold (seen before their node, or kept while
+    /// it is gone): node → pod key → pod, handed over when the node arrives.
+    waiting: HashMap<String, HashMap<String, Arc<PlacedPod>>>,
     /// Image name → number of nodes holding it (upstream `ImageStateSummary.NumNodes`).
     image_nodes: HashMap<String, usize>,
     /// Unbound pods nominated to a node by preemption: node → pod key → pod.
@@ -40,7 +44,7 @@ pub fn pod_key(pod: &Value) -> String {
 /// Whether a pod still occupies its node (bound and not finished).
 fn occupies(pod: &Value) -> Option<&str> {
     let node = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())?;
     let phase = str_at(pod, "/status/phase");
@@ -61,14 +65,21 @@ impl Cache {
             None => {
                 let mut info = NodeInfo::new(node);
                 // Pods seen before their node (or kept while it was gone) are accounted now.
-                for (n, p) in self.pods.values() {
-                    if *n == info.name {
-                        info.add_pod(p.clone());
-                    }
+                for p in self
+                    .waiting
+                    .remove(&info.name)
+                    .into_iter()
+                    .flat_map(|m| m.into_values())
+                {
+                    info.add_pod(p);
                 }
-                let at = self
-                    .nodes
-                    .partition_point(|n| n.name.as_str() < info.name.as_str());
+                // Nodes arriving in name order (a resync) append without renumbering.
+                let at = match self.nodes.last() {
+                    Some(last) if last.name < info.name => self.nodes.len(),
+                    _ => self
+                        .nodes
+                        .partition_point(|n| n.name.as_str() < info.name.as_str()),
+                };
                 self.nodes.insert(at, info);
                 self.reindex(at);
                 &mut self.nodes[at]
@@ -85,6 +96,12 @@ impl Cache {
             let info = self.nodes.remove(i);
             forget_images(&mut self.image_nodes, &info);
             self.reindex(i);
+            let waiting = self.waiting.entry(name.to_string()).or_default();
+            for (key, (node, pod)) in &self.pods {
+                if node == name {
+                    waiting.insert(key.clone(), pod.clone());
+                }
+            }
         }
     }
 
@@ -121,7 +138,7 @@ impl Cache {
         if let Some(node) = occupies(&pod) {
             let node = node.to_string();
             self.place(node, Arc::new(PlacedPod::new(pod)));
-        } else if pod.pointer("/metadata/deletionTimestamp").is_none() {
+        } else if pod.at("/metadata/deletionTimestamp").is_none() {
             let nominated = str_at(&pod, "/status/nominatedNodeName");
             if !nominated.is_empty() {
                 let node = nominated.to_string();
@@ -131,11 +148,10 @@ impl Cache {
     }
 
     /// Account a pod on `node` before the binding is observed (upstream "assume").
-    pub fn assume(&mut self, pod: Arc<Value>, node: &str) {
-        let key = pod_key(&pod);
-        self.unplace(&key);
-        self.unnominate(&key);
-        self.place(node.to_string(), Arc::new(PlacedPod::new(pod)));
+    pub fn assume(&mut self, pod: &PodInfo, node: &str) {
+        self.unplace(&pod.key);
+        self.unnominate(&pod.key);
+        self.place(node.to_string(), Arc::new(PlacedPod::from_info(pod)));
     }
 
     /// Keys of every pod accounted on a node or nominated to one.
@@ -198,17 +214,32 @@ impl Cache {
     }
 
     fn place(&mut self, node: String, pod: Arc<PlacedPod>) {
-        if let Some(&i) = self.index.get(&node) {
-            self.nodes[i].add_pod(pod.clone());
+        match self.index.get(&node) {
+            Some(&i) => self.nodes[i].add_pod(pod.clone()),
+            None => {
+                let waiting = self.waiting.entry(node.clone()).or_default();
+                waiting.insert(pod.key.clone(), pod.clone());
+            }
         }
         self.pods.insert(pod.key.clone(), (node, pod));
     }
 
     fn unplace(&mut self, key: &str) {
-        if let Some((node, _)) = self.pods.remove(key)
-            && let Some(&i) = self.index.get(&node)
-        {
-            self.nodes[i].remove_pod(key);
+        let Some((node, _)) = self.pods.remove(key) else {
+            return;
+        };
+        match self.index.get(&node) {
+            Some(&i) => {
+                self.nodes[i].remove_pod(key);
+            }
+            None => {
+                if let Some(waiting) = self.waiting.get_mut(&node) {
+                    waiting.remove(key);
+                    if waiting.is_empty() {
+                        self.waiting.remove(&node);
+                    }
+                }
+            }
         }
     }
 
@@ -306,6 +337,15 @@ mod tests {
         assert_eq!(c.node("d").map(|n| n.requested.milli_cpu), Some(1000));
         assert_eq!(c.node("c").map(|n| n.requested.milli_cpu), Some(0));
         assert!(c.node("b").is_none());
+        // A node that goes and comes back finds its pods accounted again.
+        c.remove_node("d");
+        c.set_node(node("d"));
+        assert_eq!(c.node("d").map(|n| n.requested.milli_cpu), Some(1000));
+        // A pod deleted while its node was away is not counted when the node returns.
+        c.remove_node("d");
+        c.drop_pod("x/p");
+        c.set_node(node("d"));
+        assert_eq!(c.node("d").map(|n| n.requested.milli_cpu), Some(0));
     }
 
     #[test]
@@ -314,9 +354,10 @@ mod tests {
         c.set_node(Arc::new(json!({"metadata": {"name": "a"}})));
         let pod = Arc::new(json!({"metadata": {"namespace": "x", "name": "p"},
             "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
-        c.assume(pod.clone(), "a");
+        let info = PodInfo::new(pod);
+        c.assume(&info, "a");
         // Assuming twice counts the pod once.
-        c.assume(pod, "a");
+        c.assume(&info, "a");
         assert_eq!(c.pod_keys(), ["x/p"]);
         assert_eq!(c.node("a").map(|n| n.requested.milli_cpu), Some(1000));
         c.drop_pod("x/p");

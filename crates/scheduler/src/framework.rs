@@ -1,7 +1,8 @@
 //! The scheduling framework's vocabulary: what a plugin sees of a pod and a node, and what it
 //! answers (upstream `pkg/scheduler/framework`).
 
-use std::any::Any;
+use ledge_api::Pointer as _;
+use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -77,28 +78,28 @@ impl Resources {
         let sum = |list: &str| {
             let mut total = Resources::default();
             for c in pod
-                .pointer(&format!("/spec/{list}"))
+                .at(&format!("/spec/{list}"))
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                total.add(&Resources::read(c.pointer("/resources/requests")));
+                total.add(&Resources::read(c.at("/resources/requests")));
             }
             total
         };
         let mut r = sum("containers");
         for c in pod
-            .pointer("/spec/initContainers")
+            .at("/spec/initContainers")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let i = Resources::read(c.pointer("/resources/requests"));
+            let i = Resources::read(c.at("/resources/requests"));
             r.milli_cpu = r.milli_cpu.max(i.milli_cpu);
             r.memory = r.memory.max(i.memory);
             r.ephemeral_storage = r.ephemeral_storage.max(i.ephemeral_storage);
         }
-        r.add(&Resources::read(pod.pointer("/spec/overhead")));
+        r.add(&Resources::read(pod.at("/spec/overhead")));
         r.pods = 1;
         r
     }
@@ -111,7 +112,7 @@ pub type HostPort = (String, String, i64);
 pub fn host_ports(pod: &Value) -> Vec<HostPort> {
     let mut out = Vec::new();
     for c in pod
-        .pointer("/spec/containers")
+        .at("/spec/containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -170,6 +171,18 @@ impl PlacedPod {
         }
     }
 
+    /// The same, from what a scheduling cycle already computed of the pod.
+    pub fn from_info(info: &PodInfo) -> Self {
+        Self {
+            key: info.key.clone(),
+            namespace: info.namespace.clone(),
+            requests: info.requests,
+            ports: info.ports.clone(),
+            priority: info.priority,
+            pod: info.pod.clone(),
+        }
+    }
+
     /// The pod's namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -177,7 +190,7 @@ impl PlacedPod {
 
     /// Whether the pod is being deleted.
     pub fn is_terminating(&self) -> bool {
-        self.pod.pointer("/metadata/deletionTimestamp").is_some()
+        self.pod.at("/metadata/deletionTimestamp").is_some()
     }
 
     /// When it started (`status.startTime`, else its creation), RFC 3339: comparable as text.
@@ -191,7 +204,7 @@ impl PlacedPod {
 
 /// A string field, or "".
 pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    v.at(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 /// What the scheduler knows about one node: the fields filters and scores read, decoded once
@@ -248,17 +261,16 @@ impl NodeInfo {
     pub fn set_node(&mut self, node: Arc<Value>) {
         self.name = str_at(&node, "/metadata/name").to_string();
         self.labels = node
-            .pointer("/metadata/labels")
+            .at("/metadata/labels")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect();
         self.runtimes = offered_runtimes(&self.labels);
-        self.unschedulable =
-            node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
+        self.unschedulable = node.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
         self.taints = node
-            .pointer("/spec/taints")
+            .at("/spec/taints")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -266,7 +278,7 @@ impl NodeInfo {
             .collect();
         self.allocatable = Resources::allocatable(&node);
         self.images = node
-            .pointer("/status/images")
+            .at("/status/images")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -421,12 +433,15 @@ impl PodInfo {
 /// searched in order rather than a hash map (no hashing on the per-node path).
 #[derive(Clone, Default)]
 pub struct CycleState {
-    data: Vec<(&'static str, Arc<dyn Any + Send + Sync>)>,
+    /// Keyed by the data's type (each plugin has its own), so a lookup compares two integers
+    /// rather than plugin names.
+    data: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl CycleState {
-    /// Store a plugin's data under its name.
-    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+    /// Store a plugin's data (one value per type).
+    pub fn write<T: Any + Send + Sync>(&mut self, value: T) {
+        let key = TypeId::of::<T>();
         let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
         match self.data.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
@@ -435,10 +450,11 @@ impl CycleState {
     }
 
     /// A plugin's data.
-    pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
+    pub fn read<T: Any + Send + Sync>(&self) -> Option<&T> {
         if self.data.is_empty() {
             return None;
         }
+        let key = TypeId::of::<T>();
         let (_, v) = self.data.iter().find(|(k, _)| *k == key)?;
         v.downcast_ref()
     }

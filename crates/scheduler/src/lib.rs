@@ -11,6 +11,7 @@ pub mod plugins;
 pub mod queue;
 pub mod schedule;
 
+use ledge_api::Pointer as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,16 +38,16 @@ const FLUSH_EVERY: Duration = Duration::from_secs(15);
 /// Whether this scheduler should place the pod.
 fn is_pending_for_us(pod: &Value) -> bool {
     let unbound = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty);
     let ours = pod
-        .pointer("/spec/schedulerName")
+        .at("/spec/schedulerName")
         .and_then(Value::as_str)
         .is_none_or(|s| s == DEFAULT_SCHEDULER);
-    let alive = pod.pointer("/metadata/deletionTimestamp").is_none();
+    let alive = pod.at("/metadata/deletionTimestamp").is_none();
     let phase = pod
-        .pointer("/status/phase")
+        .at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("Pending");
     unbound && ours && alive && !matches!(phase, "Succeeded" | "Failed")
@@ -239,7 +240,9 @@ impl Scheduler {
     /// node keep their place, so a resync costs a pass over the keys, not a rebuild.
     fn resync(&mut self) {
         tracing::debug!("scheduler cache resync");
-        let nodes = self.informers.nodes.store().list(None);
+        let mut nodes = self.informers.nodes.store().list(None);
+        // In name order, so new nodes append to the cache's sorted list.
+        nodes.sort_by(|a, b| str_at(a, "/metadata/name").cmp(str_at(b, "/metadata/name")));
         let live: HashSet<&str> = nodes.iter().map(|n| str_at(n, "/metadata/name")).collect();
         let gone: Vec<String> = self
             .cache
@@ -343,7 +346,7 @@ impl Scheduler {
             }
         };
         let (message, preemption) = match step {
-            Step::Bind(node) => return self.bind(key, &pod, &node),
+            Step::Bind(node) => return self.bind(key, &info, &node),
             Step::Fail(message, preemption) => (message, preemption),
         };
         self.queue.park(key.to_string(), &pod);
@@ -360,8 +363,9 @@ impl Scheduler {
     }
 
     /// Assume the pod on the node and bind it in the background.
-    fn bind(&mut self, key: &str, pod: &Arc<Value>, node: &str) {
-        self.cache.assume(pod.clone(), node);
+    fn bind(&mut self, key: &str, info: &PodInfo, node: &str) {
+        let pod = &info.pod;
+        self.cache.assume(info, node);
         self.assumed.insert(key.to_string());
         let (client, tx) = (self.client.clone(), self.bound_tx.clone());
         let (key, pod, node) = (key.to_string(), pod.clone(), node.to_string());
@@ -511,12 +515,7 @@ impl Scheduler {
 
     /// Record an event about a pod; a repeat of the same message bumps its count.
     async fn event(&mut self, pod: &Value, kind: &str, reason: &str, message: &str) {
-        let s = |p: &str| {
-            pod.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let s = |p: &str| pod.at(p).and_then(Value::as_str).unwrap_or("").to_string();
         let (ns, uid) = (s("/metadata/namespace"), s("/metadata/uid"));
         if reason == "FailedScheduling"
             && let Some((event_name, last)) = self.failures.get(&uid)

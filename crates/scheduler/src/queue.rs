@@ -2,6 +2,7 @@
 //! pods that did not fit wait in an unschedulable set until the cluster changes (a node
 //! appears or changes, a pod goes away) or a periodic flush retries them.
 
+use ledge_api::Pointer as _;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,14 +19,14 @@ pub struct SchedulingQueue {
 
 /// A pod's priority (`spec.priority`, filled from its PriorityClass at admission).
 pub fn priority(pod: &Value) -> i64 {
-    pod.pointer("/spec/priority")
+    pod.at("/spec/priority")
         .and_then(Value::as_i64)
         .unwrap_or(0)
 }
 
 /// What identifies a pod's scheduling needs; a change to it is worth a retry.
 pub fn scheduling_shape(pod: &Value) -> Value {
-    serde_json::json!([pod.get("spec"), pod.pointer("/metadata/labels")])
+    serde_json::json!([pod.get("spec"), pod.at("/metadata/labels")])
 }
 
 impl SchedulingQueue {

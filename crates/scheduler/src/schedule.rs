@@ -205,7 +205,7 @@ pub fn schedule(
     }
     let want = num_feasible_nodes_to_find(nodes.len());
     let start = rotation.0 % nodes.len();
-    let mut feasible: Vec<&NodeInfo> = Vec::new();
+    let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want);
     let mut processed = 0;
     for i in 0..nodes.len() {
         let node = &nodes[(start + i) % nodes.len()];
@@ -248,13 +248,17 @@ fn best<'a>(
         s.pre_score(cx, pod, feasible, &mut state);
     }
     let mut total = vec![0i64; feasible.len()];
+    // One buffer for every plugin's raw scores.
+    let mut scores: Vec<(&str, i64)> = Vec::with_capacity(feasible.len());
     for s in &profile.scores {
-        let mut scores: Vec<(&str, i64)> = feasible
-            .iter()
-            .map(|n| (n.name.as_str(), s.score(&state, pod, n)))
-            .collect();
+        scores.clear();
+        scores.extend(
+            feasible
+                .iter()
+                .map(|n| (n.name.as_str(), s.score(&state, pod, n))),
+        );
         s.normalize(&state, &mut scores);
-        for (t, (_, v)) in total.iter_mut().zip(scores) {
+        for (t, (_, v)) in total.iter_mut().zip(&scores) {
             *t += v * s.weight();
         }
     }

@@ -7,6 +7,7 @@ use futures_util::stream;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, StatusCause};
 use ledge_controller::{BoxFuture, BoxStream, Client, Kind, WatchEvent};
 use serde_json::{Value, json};
@@ -162,7 +163,7 @@ fn object_path(kind: &Kind, namespace: Option<&str>, name: &str) -> String {
 }
 
 fn meta<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.pointer(&format!("/metadata/{field}"))
+    obj.at(&format!("/metadata/{field}"))
         .and_then(Value::as_str)
 }
 

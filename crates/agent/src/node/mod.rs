@@ -6,6 +6,7 @@
 pub mod facts;
 pub mod status;
 
+use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 
 use ledge_api::ApiError;
@@ -166,7 +167,7 @@ pub async fn register(
         };
         let wanted = spec.labels(architecture);
         let current = existing
-            .pointer("/metadata/labels")
+            .at("/metadata/labels")
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();

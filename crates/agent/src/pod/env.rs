@@ -3,6 +3,7 @@
 //! ConfigMap and Secret keys; `$(VAR)` in values, command and args expands to variables defined
 //! before it, `$$` escapes, unknown references stay as written.
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -134,7 +135,7 @@ pub fn field(pod: &Value, path: &str, node: &NodeFacts) -> Result<String, String
             node.host_ip.clone()
         }
         "metadata.labels" | "metadata.annotations" => {
-            let m = pod.pointer(&format!("/{}", path.replace('.', "/")));
+            let m = pod.at(&format!("/{}", path.replace('.', "/")));
             map_lines(m)
         }
         _ => {
@@ -179,7 +180,7 @@ pub fn resource(
     divisor: &str,
     node: &NodeFacts,
 ) -> Result<String, String> {
-    let containers = pod.pointer("/spec/containers").and_then(Value::as_array);
+    let containers = pod.at("/spec/containers").and_then(Value::as_array);
     let c = containers
         .into_iter()
         .flatten()
@@ -189,13 +190,11 @@ pub fn resource(
         .split_once('.')
         .ok_or_else(|| format!("unsupported resource: {res}"))?;
     let cpu = name == "cpu";
-    let raw = c
-        .pointer(&format!("/resources/{section}/{name}"))
-        .and_then(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .or_else(|| v.as_i64().map(|n| n.to_string()))
-        });
+    let raw = c.at(&format!("/resources/{section}/{name}")).and_then(|v| {
+        v.as_str()
+            .map(str::to_string)
+            .or_else(|| v.as_i64().map(|n| n.to_string()))
+    });
     let milli = |q: &str| ledge_api::quantity::milli_value(q).map_err(|e| format!("{res}: {e}"));
     let amount_milli: i64 = match (raw, section) {
         (Some(q), _) => milli(&q)?,

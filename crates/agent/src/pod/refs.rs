@@ -1,6 +1,7 @@
 //! The ConfigMaps and Secrets a pod references (env, envFrom, volumes), fetched before its
 //! containers start so env and volume contents are computed from one consistent snapshot.
 
+use ledge_api::Pointer as _;
 use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine as _;
@@ -163,13 +164,10 @@ pub fn names(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>) {
     for c in spec.init_containers.iter().chain(&spec.containers) {
         for e in &c.env {
             let Some(from) = &e.value_from else { continue };
-            if let Some(n) = from
-                .pointer("/configMapKeyRef/name")
-                .and_then(Value::as_str)
-            {
+            if let Some(n) = from.at("/configMapKeyRef/name").and_then(Value::as_str) {
                 cms.insert(n.to_string());
             }
-            if let Some(n) = from.pointer("/secretKeyRef/name").and_then(Value::as_str) {
+            if let Some(n) = from.at("/secretKeyRef/name").and_then(Value::as_str) {
                 secrets.insert(n.to_string());
             }
         }
@@ -205,10 +203,10 @@ pub fn names(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>) {
             .and_then(|p| p.get("sources"))
             .and_then(Value::as_array);
         for s in sources.into_iter().flatten() {
-            if let Some(n) = s.pointer("/configMap/name").and_then(Value::as_str) {
+            if let Some(n) = s.at("/configMap/name").and_then(Value::as_str) {
                 cms.insert(n.to_string());
             }
-            if let Some(n) = s.pointer("/secret/name").and_then(Value::as_str) {
+            if let Some(n) = s.at("/secret/name").and_then(Value::as_str) {
                 secrets.insert(n.to_string());
             }
         }

@@ -1,6 +1,7 @@
 //! The parts of a Pod the node acts on, read from JSON into plain structs. The API server has
 //! validated the pod; what is read here only needs to be tolerant of fields left out.
 
+use ledge_api::Pointer as _;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -275,7 +276,7 @@ pub struct Volume {
 
 /// Read a string at `pointer` in `obj`.
 pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
-    obj.pointer(pointer).and_then(Value::as_str)
+    obj.at(pointer).and_then(Value::as_str)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! key, `items` and `defaultMode` honoured), `downwardAPI`, `projected` (ConfigMap, Secret and
 //! downward API sources) and `hostPath` (the host's own path, with its `type` checked).
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -43,7 +44,7 @@ fn set_up_one(
     node: &NodeFacts,
 ) -> Result<PathBuf, String> {
     let namespace = pod
-        .pointer("/metadata/namespace")
+        .at("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("default");
     let dir = |plugin: &str| pod_dir.join("volumes").join(plugin).join(&v.name);

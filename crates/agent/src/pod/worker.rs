@@ -7,6 +7,7 @@
 //! State lives in [`PodState`] behind a mutex; every change wakes the status pusher, which
 //! writes `pods/<name>/status` only when the status actually changed.
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,7 +190,7 @@ fn resource_version(pod: &Value) -> u64 {
 }
 
 fn is_deleting(pod: &Value) -> bool {
-    pod.pointer("/metadata/deletionTimestamp")
+    pod.at("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
 }
 
@@ -226,7 +227,7 @@ impl Worker {
             let stop_with = match &*rx.borrow_and_update() {
                 Desired::Gone => Some(self.spec.grace_seconds() as u64),
                 Desired::Run(p) if is_deleting(p) => Some(
-                    p.pointer("/metadata/deletionGracePeriodSeconds")
+                    p.at("/metadata/deletionGracePeriodSeconds")
                         .and_then(Value::as_u64)
                         .unwrap_or(self.spec.grace_seconds() as u64),
                 ),

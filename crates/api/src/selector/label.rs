@@ -1,6 +1,7 @@
 //! Label selectors: requirements, matching, string form and `metav1.LabelSelector` conversion
 //! (upstream `labels/selector.go` and `metav1.LabelSelectorAsSelector`).
 
+use crate::Pointer as _;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
@@ -372,7 +373,7 @@ impl LabelSelector {
     pub fn matches_object(&self, object: &Value) -> bool {
         let empty = Map::new();
         let labels = object
-            .pointer("/metadata/labels")
+            .at("/metadata/labels")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
         self.matches(labels)

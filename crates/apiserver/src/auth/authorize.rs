@@ -16,6 +16,7 @@
 
 use http::{HeaderMap, Method};
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use super::User;
@@ -79,7 +80,7 @@ pub async fn check_node(
         .flatten();
     let body_name = created
         .as_ref()
-        .and_then(|o| o.pointer("/metadata/name"))
+        .and_then(|o| o.at("/metadata/name"))
         .and_then(Value::as_str);
     if node::needs_graph(info) {
         state.cache.wait_for(state.store.current_revision()).await;

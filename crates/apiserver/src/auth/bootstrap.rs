@@ -9,6 +9,7 @@
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use super::User;
@@ -92,7 +93,7 @@ pub fn check(secret: Option<&Value>, token: &str, now: DateTime<Utc>) -> Result<
     let (id, given) = parse_token(token).ok_or(Refused::Malformed)?;
     let secret = secret.ok_or(Refused::Unknown)?;
     if secret.get("type").and_then(Value::as_str) != Some(SECRET_TYPE)
-        || secret.pointer("/metadata/deletionTimestamp").is_some()
+        || secret.at("/metadata/deletionTimestamp").is_some()
     {
         return Err(Refused::Unknown);
     }

@@ -15,6 +15,7 @@
 //! events by name (the shared event recorder reads an event before counting a repeat); mirror
 //! pods do not exist, so a node creates no pods.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use ledge_api::selector::FieldSelector;
@@ -204,7 +205,7 @@ fn lease(node: &str, req: &NodeRequest<'_>) -> Decision {
 }
 
 fn bound_to(pod: &Value, node: &str) -> bool {
-    pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
+    pod.at("/spec/nodeName").and_then(Value::as_str) == Some(node)
 }
 
 /// The node's own pods: read, status writes, deletion and eviction.
@@ -296,10 +297,10 @@ pub fn references<'a>(pod: &'a Value, resource: &str) -> Vec<&'a str> {
     for list in ["initContainers", "containers", "ephemeralContainers"] {
         for c in items(spec, list) {
             for e in items(c, "env") {
-                push(e.pointer(&format!("/valueFrom/{key_ref}/name")));
+                push(e.at(&format!("/valueFrom/{key_ref}/name")));
             }
             for e in items(c, "envFrom") {
-                push(e.pointer(&format!("/{from_ref}/name")));
+                push(e.at(&format!("/{from_ref}/name")));
             }
         }
     }
@@ -314,12 +315,12 @@ pub fn references<'a>(pod: &'a Value, resource: &str) -> Vec<&'a str> {
                 (_, "projected") => {
                     let key = if secrets { "secret" } else { "configMap" };
                     for s in items(source, "sources") {
-                        push(s.pointer(&format!("/{key}/name")));
+                        push(s.at(&format!("/{key}/name")));
                     }
                 }
-                (true, "csi") => push(source.pointer("/nodePublishSecretRef/name")),
+                (true, "csi") => push(source.at("/nodePublishSecretRef/name")),
                 // cephfs, cinder, flexVolume, iscsi, rbd, scaleIO, storageos.
-                (true, _) => push(source.pointer("/secretRef/name")),
+                (true, _) => push(source.at("/secretRef/name")),
                 _ => {}
             }
         }

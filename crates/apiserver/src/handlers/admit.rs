@@ -2,6 +2,7 @@
 //! ObjectMeta validation plus the kind's own, and the namespace exists and is not terminating
 //! (upstream `NamespaceLifecycle`).
 
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, GroupResource, StatusCause};
 use serde_json::{Value, json};
 
@@ -60,10 +61,7 @@ fn validate_meta(res: &Resource, obj: &Value) -> Vec<StatusCause> {
             }),
         }
     }
-    if let Some(ann) = obj
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-    {
+    if let Some(ann) = obj.at("/metadata/annotations").and_then(Value::as_object) {
         let mut total = 0;
         for (k, val) in ann {
             causes.extend(to_causes(

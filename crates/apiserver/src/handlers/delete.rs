@@ -3,6 +3,7 @@
 //! deletion of pods bound to a node.
 
 use http::{Response, StatusCode};
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, GroupResource};
 use serde_json::{Value, json};
 
@@ -43,11 +44,11 @@ impl DeleteOptions {
                 .map(str::to_string),
             grace_period: doc.get("gracePeriodSeconds").and_then(Value::as_i64),
             uid: doc
-                .pointer("/preconditions/uid")
+                .at("/preconditions/uid")
                 .and_then(Value::as_str)
                 .map(str::to_string),
             resource_version: doc
-                .pointer("/preconditions/resourceVersion")
+                .at("/preconditions/resourceVersion")
                 .and_then(Value::as_str)
                 .map(str::to_string),
             dry_run: ctx.dry_run()?
@@ -141,7 +142,7 @@ pub async fn delete_object(
         let namespace_finalizers = res.def.group.is_empty()
             && res.def.plural == "namespaces"
             && old
-                .pointer("/spec/finalizers")
+                .at("/spec/finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
         if finalizers.is_empty() && grace.is_none() && !namespace_finalizers {
@@ -210,17 +211,17 @@ fn graceful_period(res: &Resource, pod: &Value, opts: &DeleteOptions) -> Option<
         return None;
     }
     let bound = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .is_some_and(|n| !n.is_empty());
     let finished = matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
+        pod.at("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     );
     let grace = opts
         .grace_period
         .or_else(|| {
-            pod.pointer("/spec/terminationGracePeriodSeconds")
+            pod.at("/spec/terminationGracePeriodSeconds")
                 .and_then(Value::as_i64)
         })
         .unwrap_or(30);

@@ -11,6 +11,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, stream};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -32,12 +33,7 @@ const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 pub async fn serve(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let pod = ctx.current().await?;
     let name = ctx.name().to_string();
-    let text = |p: &str| {
-        pod.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |p: &str| pod.at(p).and_then(Value::as_str).unwrap_or("").to_string();
     let node = text("/spec/nodeName");
     if node.is_empty() {
         return Err(ApiError::bad_request(format!(

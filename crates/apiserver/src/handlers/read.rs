@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use http::{Response, StatusCode};
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use super::{Ctx, Filter};
@@ -13,7 +14,7 @@ use crate::table;
 pub fn respond_object(ctx: &Ctx, status: StatusCode, obj: &Value) -> Response<Body> {
     if ctx.encoding == Encoding::Table {
         let rv = obj
-            .pointer("/metadata/resourceVersion")
+            .at("/metadata/resourceVersion")
             .cloned()
             .unwrap_or(json!(""));
         let t = table::table(&ctx.res, &[obj], json!({"resourceVersion": rv}), true);

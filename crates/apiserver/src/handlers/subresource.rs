@@ -3,6 +3,7 @@
 //! has its own module, as it upgrades the connection).
 
 use http::{Response, StatusCode};
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, StatusCause, Subresource};
 use serde_json::{Value, json};
 
@@ -20,7 +21,7 @@ use crate::registry::Resource;
 pub(super) fn scale_of(res: &Resource, obj: &Value) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let selector = obj
-        .pointer("/spec/selector")
+        .at("/spec/selector")
         .and_then(|s| ledge_api::selector::LabelSelector::from_json(s).ok())
         .map(|s| s.to_string())
         .unwrap_or_default();
@@ -32,14 +33,14 @@ pub(super) fn scale_of(res: &Resource, obj: &Value) -> Value {
             "name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
             "resourceVersion": meta.get("resourceVersion"), "creationTimestamp": meta.get("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
-        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+        "spec": {"replicas": obj.at("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.at("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
     })
 }
 
 /// Apply a changed Scale back onto the object.
 pub(super) fn apply_scale(res: &Resource, old: &Value, scale: &Value) -> Result<Value, ApiError> {
-    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    let replicas = scale.at("/spec/replicas").cloned().unwrap_or(json!(0));
     if replicas.as_i64().is_none_or(|n| n < 0) {
         return Err(ApiError::invalid(
             "autoscaling",
@@ -104,13 +105,10 @@ async fn subresource_checked(
             };
             let old = ctx.current().await?;
             if let Some(rv) = scale
-                .pointer("/metadata/resourceVersion")
+                .at("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
-                && old
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    != Some(rv)
+                && old.at("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv)
             {
                 return Err(ApiError::modified(ctx.gr(), ctx.name()));
             }
@@ -124,7 +122,7 @@ async fn subresource_checked(
         (Subresource::Binding, Verb::Create) => {
             let binding = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
             let node = binding
-                .pointer("/target/name")
+                .at("/target/name")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
@@ -142,7 +140,7 @@ async fn subresource_checked(
             }
             let current = ctx.current().await?;
             let bound = current
-                .pointer("/spec/nodeName")
+                .at("/spec/nodeName")
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if !bound.is_empty() {
@@ -174,10 +172,7 @@ async fn subresource_checked(
         }
         (Subresource::Finalize, Verb::Update) => {
             let new = body::decode_object(&body::content_type(&ctx.headers), &raw)?;
-            let finalizers = new
-                .pointer("/spec/finalizers")
-                .cloned()
-                .unwrap_or(json!([]));
+            let finalizers = new.at("/spec/finalizers").cloned().unwrap_or(json!([]));
             let name = ctx.name().to_string();
             let obj = system_update(&ctx.state, &ctx.res, None, &name, Part::Main, |ns| {
                 let mut n = ns.clone();
@@ -222,7 +217,7 @@ const LOG_OPTIONS: [&str; 7] = [
 async fn pod_log(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let pod = ctx.current().await?;
     let name = ctx.name();
-    let text = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let text = |p: &str| pod.at(p).and_then(Value::as_str).unwrap_or("");
     let node = text("/spec/nodeName");
     if node.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -270,11 +265,11 @@ pub(crate) fn pick_container(
     with_init: bool,
 ) -> Result<String, ApiError> {
     let name = pod
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     let list = |p: &str| -> Vec<&str> {
-        pod.pointer(p)
+        pod.at(p)
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

@@ -3,6 +3,7 @@
 //! appear as ADDED/DELETED; a resourceVersion older than the cache's history gets an ERROR event
 //! with a 410 `Expired` status, as upstream does.
 
+use ledge_api::Pointer as _;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ impl Encoder {
     fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
         if self.encoding == Encoding::Table && kind != "ERROR" && kind != "BOOKMARK" {
             let rv = obj
-                .pointer("/metadata/resourceVersion")
+                .at("/metadata/resourceVersion")
                 .cloned()
                 .unwrap_or(json!(""));
             let t = table::table(

@@ -3,6 +3,7 @@
 //! the namespace, and writes with compare-and-swap.
 
 use http::{Response, StatusCode};
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, GroupResource, StatusCause, Subresource};
 use ledge_store::StoreError;
 use serde_json::{Value, json};
@@ -265,7 +266,7 @@ pub async fn write_update(
     res.strategy.defaults(&mut new);
     if res.strategy.tracks_generation() && object::spec_differs(&new, old) {
         let g = old
-            .pointer("/metadata/generation")
+            .at("/metadata/generation")
             .and_then(Value::as_i64)
             .unwrap_or(0);
         object::meta_mut(&mut new).insert("generation".into(), json!(g + 1));
@@ -426,10 +427,7 @@ pub(super) async fn update_part(
             Err(e) => return Err(e),
         };
         if let Some(rv) = &wanted_rv
-            && old
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                != Some(rv.as_str())
+            && old.at("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv.as_str())
         {
             return Err(ApiError::modified(ctx.gr(), ctx.name()));
         }
@@ -515,11 +513,9 @@ pub(super) async fn patch_part(
         // mismatch, no retry); otherwise a lost compare-and-swap race is retried against the
         // fresh object, as upstream does for patches.
         let patched_rv = patched
-            .pointer("/metadata/resourceVersion")
+            .at("/metadata/resourceVersion")
             .and_then(Value::as_str);
-        let base_rv = base
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str);
+        let base_rv = base.at("/metadata/resourceVersion").and_then(Value::as_str);
         let pinned = patched_rv.is_some_and(|rv| Some(rv) != base_rv)
             || patch::mentions_resource_version(kind, &patch_doc);
         if patched_rv.is_some() && patched_rv != base_rv {

@@ -6,6 +6,7 @@
 //!
 //! The schemas are read from the stored CRD objects in the watch cache at request time.
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use super::paths::schema_ref;
@@ -27,11 +28,11 @@ const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 /// The `openAPIV3Schema` of a custom resource version, from the CRD stored in `cache`.
 pub fn version_schema(cache: &Cache, group: &str, plural: &str, version: &str) -> Option<Value> {
     let crd = cache.get(&format!("{CRD_PREFIX}{plural}.{group}"))?;
-    crd.pointer("/spec/versions")?
+    crd.at("/spec/versions")?
         .as_array()?
         .iter()
         .find(|v| v.get("name").and_then(Value::as_str) == Some(version))?
-        .pointer("/schema/openAPIV3Schema")
+        .at("/schema/openAPIV3Schema")
         .cloned()
 }
 

@@ -3,6 +3,7 @@
 //! simplified: ownership is tracked per leaf field; lists are associative where the kind's
 //! patch schema gives a merge key, sets where it says "merge" on primitives, atomic otherwise).
 
+use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 
 use ledge_api::{ApiError, StatusCause};
@@ -304,7 +305,7 @@ fn merge(res: &Resource, live: &mut Value, applied: &Value, path: &mut Vec<Strin
 }
 
 fn entries(obj: &Value) -> Vec<Value> {
-    obj.pointer("/metadata/managedFields")
+    obj.at("/metadata/managedFields")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
@@ -410,7 +411,7 @@ pub fn apply(
     // recorded in kubectl's last-applied annotation are taken over without a conflict, so moving
     // from client-side to server-side apply just works (upstream `lastAppliedManager`).
     let last_applied = live
-        .pointer("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration")
+        .at("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration")
         .and_then(Value::as_str)
         .and_then(|text| serde_json::from_str::<Value>(text).ok())
         .map(|v| fields_of(res, &v, &mut Vec::new(), true))

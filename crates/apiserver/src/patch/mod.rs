@@ -5,6 +5,7 @@
 mod managed;
 
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use crate::registry::Resource;
@@ -88,7 +89,7 @@ pub fn mentions_resource_version(kind: PatchKind, doc: &Value) -> bool {
             })
         }),
         _ => doc
-            .pointer("/metadata/resourceVersion")
+            .at("/metadata/resourceVersion")
             .is_some_and(|v| !v.is_null()),
     }
 }

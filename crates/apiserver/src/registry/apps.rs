@@ -1,6 +1,7 @@
 //! Strategies for the workload kinds (apps/v1, batch/v1): pod-template defaults, selector
 //! validation, generation tracking and the upstream table columns.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use ledge_api::StatusCause;
@@ -43,12 +44,12 @@ struct Workload(WorkloadKind);
 /// Validate `spec.selector` against `spec.template.metadata.labels` (upstream: selector
 /// required and must match the template).
 fn validate_selector(obj: &Value, causes: &mut Vec<StatusCause>) {
-    let Some(sel) = obj.pointer("/spec/selector") else {
+    let Some(sel) = obj.at("/spec/selector") else {
         causes.push(required("spec.selector"));
         return;
     };
     let labels = obj
-        .pointer("/spec/template/metadata/labels")
+        .at("/spec/template/metadata/labels")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -73,7 +74,7 @@ fn validate_selector(obj: &Value, causes: &mut Vec<StatusCause>) {
 
 impl Strategy for Workload {
     fn defaults(&self, obj: &mut Value) {
-        if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+        if let Some(spec) = obj.at_mut("/spec/template/spec") {
             generic::default_pod_spec(spec);
         }
         let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
@@ -120,9 +121,9 @@ impl Strategy for Workload {
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
         let mut causes =
-            generic::validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
+            generic::validate_pod_spec(obj.at("/spec/template/spec"), "spec.template.spec");
         validate_selector(obj, &mut causes);
-        if let Some(r) = obj.pointer("/spec/replicas")
+        if let Some(r) = obj.at("/spec/replicas")
             && r.as_i64().is_none_or(|n| n < 0)
         {
             causes.push(invalid(
@@ -245,7 +246,7 @@ impl Strategy for Workload {
                 json!(st("updatedNumberScheduled")),
                 json!(st("numberAvailable")),
                 json!(table::selector_text(
-                    obj.pointer("/spec/template/spec/nodeSelector")
+                    obj.at("/spec/template/spec/nodeSelector")
                 )),
                 table::age(obj),
             ],
@@ -262,7 +263,7 @@ impl Strategy for Workload {
         cells.extend([
             names,
             images,
-            json!(selector_summary(obj.pointer("/spec/selector"))),
+            json!(selector_summary(obj.at("/spec/selector"))),
         ]);
         cells
     }
@@ -317,7 +318,7 @@ struct Jobs;
 
 impl Strategy for Jobs {
     fn defaults(&self, obj: &mut Value) {
-        if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+        if let Some(spec) = obj.at_mut("/spec/template/spec") {
             generic::default_pod_spec(spec);
         }
         let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
@@ -339,7 +340,7 @@ impl Strategy for Jobs {
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
         let mut causes =
-            generic::validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
+            generic::validate_pod_spec(obj.at("/spec/template/spec"), "spec.template.spec");
         let policy = table::text(obj, ".spec.template.spec.restartPolicy");
         if policy == "Always" {
             causes.push(StatusCause {
@@ -398,7 +399,7 @@ impl Strategy for Jobs {
         } else {
             "Running"
         };
-        let completions = match obj.pointer("/spec/completions").and_then(Value::as_i64) {
+        let completions = match obj.at("/spec/completions").and_then(Value::as_i64) {
             Some(c) => format!("{}/{c}", table::int(obj, ".status.succeeded")),
             None => format!(
                 "{}/1 of {}",
@@ -422,7 +423,7 @@ impl Strategy for Jobs {
             table::age(obj),
             names,
             images,
-            json!(selector_summary(obj.pointer("/spec/selector"))),
+            json!(selector_summary(obj.at("/spec/selector"))),
         ]
     }
 }
@@ -431,12 +432,7 @@ impl Strategy for Jobs {
 /// with its uid and name (current and legacy keys) and selected by the uid, so no two Jobs share
 /// pods. A Job without labels gets its template's, as upstream shows them.
 fn generate_job_selector(obj: &mut Value) {
-    let s = |p: &str| {
-        obj.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let s = |p: &str| obj.at(p).and_then(Value::as_str).unwrap_or("").to_string();
     let (uid, name) = (s("/metadata/uid"), s("/metadata/name"));
     if uid.is_empty() {
         return;
@@ -471,7 +467,7 @@ fn generate_job_selector(obj: &mut Value) {
         }
     }
     let template_labels = obj
-        .pointer("/spec/template/metadata/labels")
+        .at("/spec/template/metadata/labels")
         .cloned()
         .unwrap_or_else(|| json!({}));
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -489,7 +485,7 @@ struct CronJobs;
 
 impl Strategy for CronJobs {
     fn defaults(&self, obj: &mut Value) {
-        if let Some(spec) = obj.pointer_mut("/spec/jobTemplate/spec/template/spec") {
+        if let Some(spec) = obj.at_mut("/spec/jobTemplate/spec/template/spec") {
             generic::default_pod_spec(spec);
         }
         let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
@@ -503,7 +499,7 @@ impl Strategy for CronJobs {
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
         let mut causes = generic::validate_pod_spec(
-            obj.pointer("/spec/jobTemplate/spec/template/spec"),
+            obj.at("/spec/jobTemplate/spec/template/spec"),
             "spec.jobTemplate.spec.template.spec",
         );
         let schedule = table::text(obj, ".spec.schedule");
@@ -557,13 +553,11 @@ impl Strategy for CronJobs {
             table::cell(obj, ".spec.schedule"),
             json!(if tz.is_empty() { "<none>" } else { tz }),
             // Upstream `printBoolPtr`: "True", "False" or "<unset>".
-            json!(
-                match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
-                    Some(true) => "True",
-                    Some(false) => "False",
-                    None => "<unset>",
-                }
-            ),
+            json!(match obj.at("/spec/suspend").and_then(Value::as_bool) {
+                Some(true) => "True",
+                Some(false) => "False",
+                None => "<unset>",
+            }),
             table::count(obj, ".status.active"),
             if last.is_some() {
                 table::age_of(last)

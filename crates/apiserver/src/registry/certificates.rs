@@ -3,6 +3,7 @@
 //! `spec.groups`, which the HTTP layer stamps with the requester (`crate::auth::requester`) — and
 //! `kubectl get csr` prints upstream's columns (signer, requestor, condition).
 
+use ledge_api::Pointer as _;
 use ledge_api::StatusCause;
 use serde_json::{Value, json};
 
@@ -16,7 +17,7 @@ pub struct Csrs;
 /// Upstream `extractCSRStatus`: the decisive condition, or Pending, plus Issued.
 fn condition(obj: &Value) -> String {
     let mut parts = Vec::new();
-    if let Some(conditions) = obj.pointer("/status/conditions").and_then(Value::as_array) {
+    if let Some(conditions) = obj.at("/status/conditions").and_then(Value::as_array) {
         for c in conditions {
             let decided = c.get("status").and_then(Value::as_str).unwrap_or("True") == "True";
             match c.get("type").and_then(Value::as_str) {
@@ -29,7 +30,7 @@ fn condition(obj: &Value) -> String {
         parts.push("Pending");
     }
     let issued = obj
-        .pointer("/status/certificate")
+        .at("/status/certificate")
         .and_then(Value::as_str)
         .is_some_and(|c| !c.is_empty());
     if issued {
@@ -45,7 +46,7 @@ impl Strategy for Csrs {
             None => {
                 for field in ["request", "signerName"] {
                     let present = obj
-                        .pointer(&format!("/spec/{field}"))
+                        .at(&format!("/spec/{field}"))
                         .and_then(Value::as_str)
                         .is_some_and(|s| !s.is_empty());
                     if !present {
@@ -53,7 +54,7 @@ impl Strategy for Csrs {
                     }
                 }
                 let usages = obj
-                    .pointer("/spec/usages")
+                    .at("/spec/usages")
                     .and_then(Value::as_array)
                     .is_some_and(|u| !u.is_empty());
                 if !usages {

@@ -1,6 +1,7 @@
 //! Strategies for the core/v1 kinds: defaults, validation and table columns as upstream's
 //! `pkg/registry/core/*` and printers define them.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use ledge_api::StatusCause;
@@ -81,13 +82,13 @@ fn pod_reason(pod: &Value) -> String {
         .unwrap_or_default();
     let mut initializing = false;
     for (i, s) in init.iter().enumerate() {
-        if let Some(t) = s.pointer("/state/terminated")
+        if let Some(t) = s.at("/state/terminated")
             && t.get("exitCode").and_then(Value::as_i64) == Some(0)
         {
             continue;
         }
         initializing = true;
-        reason = if let Some(t) = s.pointer("/state/terminated") {
+        reason = if let Some(t) = s.at("/state/terminated") {
             match t.get("reason").and_then(Value::as_str) {
                 Some(r) if !r.is_empty() => format!("Init:{r}"),
                 _ => format!(
@@ -96,7 +97,7 @@ fn pod_reason(pod: &Value) -> String {
                 ),
             }
         } else if let Some(r) = s
-            .pointer("/state/waiting/reason")
+            .at("/state/waiting/reason")
             .and_then(Value::as_str)
             .filter(|r| *r != "PodInitializing")
         {
@@ -110,12 +111,12 @@ fn pod_reason(pod: &Value) -> String {
         let mut has_running = false;
         for s in statuses.iter().rev() {
             if let Some(r) = s
-                .pointer("/state/waiting/reason")
+                .at("/state/waiting/reason")
                 .and_then(Value::as_str)
                 .filter(|r| !r.is_empty())
             {
                 reason = r.to_string();
-            } else if let Some(t) = s.pointer("/state/terminated") {
+            } else if let Some(t) = s.at("/state/terminated") {
                 reason = match t.get("reason").and_then(Value::as_str) {
                     Some(r) if !r.is_empty() => r.to_string(),
                     _ => match t.get("signal").and_then(Value::as_i64) {
@@ -127,7 +128,7 @@ fn pod_reason(pod: &Value) -> String {
                     },
                 };
             } else if s.get("ready").and_then(Value::as_bool) == Some(true)
-                && s.pointer("/state/running").is_some()
+                && s.at("/state/running").is_some()
             {
                 has_running = true;
             }
@@ -328,7 +329,7 @@ impl Strategy for Nodes {
             Some(_) => "NotReady".to_string(),
             None => "Unknown".to_string(),
         };
-        if node.pointer("/spec/unschedulable") == Some(&json!(true)) {
+        if node.at("/spec/unschedulable") == Some(&json!(true)) {
             status.push_str(",SchedulingDisabled");
         }
         let mut roles: Vec<String> = object::labels(node)
@@ -647,13 +648,13 @@ struct PodTemplates;
 
 impl Strategy for PodTemplates {
     fn defaults(&self, obj: &mut Value) {
-        if let Some(spec) = obj.pointer_mut("/template/spec") {
+        if let Some(spec) = obj.at_mut("/template/spec") {
             generic::default_pod_spec(spec);
         }
     }
 
     fn validate(&self, obj: &Value, _old: Option<&Value>) -> Vec<StatusCause> {
-        generic::validate_pod_spec(obj.pointer("/template/spec"), "template.spec")
+        generic::validate_pod_spec(obj.at("/template/spec"), "template.spec")
     }
 
     fn columns(&self) -> Vec<Column> {

@@ -3,6 +3,7 @@
 //! strategy applies the version's structural schema: defaults, pruning of unknown fields,
 //! validation, and `additionalPrinterColumns` for tables.
 
+use ledge_api::Pointer as _;
 use ledge_api::{ResourceDef, StatusCause, Subresource};
 use serde_json::{Map, Value, json};
 
@@ -123,7 +124,7 @@ impl Strategy for CrdStrategy {
             {
                 causes.push(required(&format!("spec.versions[{i}].name")));
             }
-            if let Some(s) = v.pointer("/schema/openAPIV3Schema") {
+            if let Some(s) = v.at("/schema/openAPIV3Schema") {
                 for e in schema::check_structural(s) {
                     causes.push(invalid(
                         &format!("spec.versions[{i}].schema.openAPIV3Schema{}", e.0),
@@ -193,8 +194,8 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
         .iter()
         .filter(|v| v.get("served") != Some(&json!(false)))
         .map(|v| {
-            let status = v.pointer("/subresources/status").is_some();
-            let scale = v.pointer("/subresources/scale").is_some();
+            let status = v.at("/subresources/status").is_some();
+            let scale = v.at("/subresources/scale").is_some();
             let mut subresources = Vec::new();
             if status {
                 subresources.push(Subresource::Status);
@@ -244,7 +245,7 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
                     subresources,
                 },
                 strategy: CustomStrategy {
-                    schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                    schema: v.at("/schema/openAPIV3Schema").cloned(),
                     columns,
                     status,
                 },
@@ -322,7 +323,7 @@ impl Strategy for CustomStrategy {
 /// The status to write on an accepted CRD (`Established`, `NamesAccepted`).
 pub fn established_status(crd: &Value) -> Value {
     let now = crate::object::now_rfc3339();
-    let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    let names = crd.at("/spec/names").cloned().unwrap_or(json!({}));
     let stored: Vec<Value> = table::path(crd, ".spec.versions")
         .and_then(Value::as_array)
         .into_iter()

@@ -3,6 +3,7 @@
 //! RuntimeClasses, one per runtime (`wasm`, the default, and `process`).
 
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::admission::KUBERNETES_SERVICE_IP;
@@ -27,7 +28,7 @@ async fn ensure(
     // On a restart the objects exist already: creating them again would fail admission (the
     // `kubernetes` Service's ClusterIP is taken — by itself) rather than with AlreadyExists.
     let name = obj
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     if state.cache.get(&res.def.key(ns, name)).is_some() {

@@ -2,6 +2,7 @@
 //! served version) and gets the `Established`/`NamesAccepted` status; a deleted CRD stops
 //! being served and its custom resources are deleted.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -38,12 +39,12 @@ pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
 
 async fn handle(state: &Arc<ApiState>, kind: &ChangeKind, crd: &Value) {
     let group = crd
-        .pointer("/spec/group")
+        .at("/spec/group")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
     let plural = crd
-        .pointer("/spec/names/plural")
+        .at("/spec/names/plural")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
@@ -64,7 +65,7 @@ async fn handle(state: &Arc<ApiState>, kind: &ChangeKind, crd: &Value) {
         });
     }
     let established = crd
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter().any(|c| {
@@ -95,7 +96,7 @@ async fn remove_instances(state: &Arc<ApiState>, crd: &Value, group: &str, plura
     let prefix = format!("/registry/{group}/{plural}/");
     for item in state.cache.list(&prefix, None).items {
         let key = item
-            .pointer("/metadata/namespace")
+            .at("/metadata/namespace")
             .and_then(Value::as_str)
             .map_or_else(
                 || format!("{prefix}{}", object::name(&item)),

@@ -10,6 +10,7 @@
 //! for a year; a request that cannot be signed gets a `Failed` condition. Anything else stays
 //! pending. Approval and signing are two writes, as upstream's two controllers make.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -62,7 +63,7 @@ pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
 /// The PKCS#10 request of a CSR, as a PEM string (`spec.request` is base64 of the PEM bytes).
 fn request_pem(csr: &Value) -> Result<String, String> {
     let encoded = csr
-        .pointer("/spec/request")
+        .at("/spec/request")
         .and_then(Value::as_str)
         .ok_or("spec.request is missing")?;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -142,7 +143,7 @@ pub fn inspect_request(pem: &str) -> Result<NodeClientRequest, String> {
 }
 
 fn has_condition(csr: &Value, kind: &str) -> bool {
-    csr.pointer("/status/conditions")
+    csr.at("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter().any(|c| {
@@ -153,7 +154,7 @@ fn has_condition(csr: &Value, kind: &str) -> bool {
 }
 
 fn strings(csr: &Value, pointer: &str) -> Vec<String> {
-    csr.pointer(pointer)
+    csr.at(pointer)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -165,7 +166,7 @@ fn strings(csr: &Value, pointer: &str) -> Vec<String> {
 
 /// Whether the CSR may be auto-approved; `Ok` holds the approval message, `Err` why not.
 pub fn approval(csr: &Value) -> Result<&'static str, String> {
-    let signer = csr.pointer("/spec/signerName").and_then(Value::as_str);
+    let signer = csr.at("/spec/signerName").and_then(Value::as_str);
     if signer != Some(KUBELET_CLIENT_SIGNER) {
         return Err(format!("signer {signer:?} is not auto-approved"));
     }
@@ -183,7 +184,7 @@ pub fn approval(csr: &Value) -> Result<&'static str, String> {
     }
     let request = inspect_request(&request_pem(csr)?)?;
     let username = csr
-        .pointer("/spec/username")
+        .at("/spec/username")
         .and_then(Value::as_str)
         .unwrap_or("");
     let groups = strings(csr, "/spec/groups");
@@ -200,9 +201,9 @@ pub fn approval(csr: &Value) -> Result<&'static str, String> {
 }
 
 async fn reconcile(state: &Arc<ApiState>, csr: &Value) {
-    if csr.pointer("/spec/signerName").and_then(Value::as_str) != Some(KUBELET_CLIENT_SIGNER)
+    if csr.at("/spec/signerName").and_then(Value::as_str) != Some(KUBELET_CLIENT_SIGNER)
         || csr
-            .pointer("/status/certificate")
+            .at("/status/certificate")
             .and_then(Value::as_str)
             .is_some_and(|c| !c.is_empty())
         || has_condition(csr, "Denied")

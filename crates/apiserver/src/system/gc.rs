@@ -5,6 +5,7 @@
 //! It keeps an index of owners → dependents, updated from the change stream, so a deletion
 //! costs work proportional to its dependents, not to the cluster size.
 
+use ledge_api::Pointer as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -149,7 +150,7 @@ fn gc_relevant_change(prev: &Value, cur: &Value) -> bool {
 }
 
 fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
+    obj.at("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .map(|refs| {
             refs.iter()
@@ -268,7 +269,7 @@ async fn release(
 ) {
     let result = system_update(state, res, ns, name, Part::Main, |cur| {
         let refs = cur
-            .pointer("/metadata/ownerReferences")
+            .at("/metadata/ownerReferences")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();

@@ -2,6 +2,7 @@
 //! finalizer removed, which lets the object go. Every live namespace gets a `default`
 //! ServiceAccount and the `kube-root-ca.crt` ConfigMap, as upstream controllers provide.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -150,7 +151,7 @@ async fn finalize(state: &Arc<ApiState>, ns: &str) {
     };
     let result = system_update(state, &res, None, ns, Part::Main, |current| {
         let fs = current
-            .pointer("/spec/finalizers")
+            .at("/spec/finalizers")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();

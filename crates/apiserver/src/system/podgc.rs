@@ -2,6 +2,7 @@
 //! longer exists are deleted at once — nothing would ever stop them or confirm their end — and
 //! so are terminating pods that were never scheduled.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -26,8 +27,7 @@ pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
             } else if change.key.starts_with(NODES) && change.kind == ChangeKind::Deleted {
                 let node = object::name(&change.object).to_string();
                 for pod in state.cache.list(PODS, None).items {
-                    if pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node.as_str())
-                    {
+                    if pod.at("/spec/nodeName").and_then(Value::as_str) == Some(node.as_str()) {
                         check(state, &pod).await;
                     }
                 }
@@ -44,7 +44,7 @@ pub async fn run(state: Arc<ApiState>, cancel: CancellationToken) {
 
 async fn check(state: &Arc<ApiState>, pod: &Value) {
     let node = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .unwrap_or("");
     let orphaned = !node.is_empty() && state.cache.get(&format!("{NODES}{node}")).is_none();

@@ -4,6 +4,7 @@
 //! pure functions of the CronJob, its Jobs and a time.
 
 use chrono::{DateTime, Duration, Utc};
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use super::cron::Schedule;
@@ -40,7 +41,7 @@ pub fn earliest(cron_job: &Value, now: DateTime<Utc>) -> DateTime<Utc> {
 /// `spec.startingDeadlineSeconds`, if set.
 pub fn starting_deadline(cron_job: &Value) -> Option<Duration> {
     cron_job
-        .pointer("/spec/startingDeadlineSeconds")
+        .at("/spec/startingDeadlineSeconds")
         .and_then(Value::as_i64)
         .map(Duration::seconds)
 }

@@ -2,6 +2,7 @@
 //! `lastSuccessfulTime` up to date from the CronJob's Jobs, start the Job of the most recent
 //! missed schedule time if allowed, prune history, and look again at the next schedule time.
 
+use ledge_api::Pointer as _;
 use std::time::Duration;
 
 use ledge_api::ApiError;
@@ -139,7 +140,7 @@ impl CronJobController {
                 return Ok(Action::AwaitChange);
             }
         };
-        if cj.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+        if cj.at("/spec/suspend").and_then(Value::as_bool) == Some(true) {
             return Ok(Action::AwaitChange);
         }
         let next = requeue(&sched, now);
@@ -238,7 +239,7 @@ impl CronJobController {
     ) -> Result<(), ApiError> {
         let limit = |f: &str, default: i64| {
             usize::try_from(
-                cj.pointer(&format!("/spec/{f}"))
+                cj.at(&format!("/spec/{f}"))
                     .and_then(Value::as_i64)
                     .unwrap_or(default),
             )
@@ -297,14 +298,14 @@ fn set_active(status: &mut Value, active: Vec<Value>) {
 
 /// The Job for `scheduled` (upstream `getJobFromTemplate2`).
 fn new_job(cj: &Value, name: &str, scheduled: chrono::DateTime<chrono::Utc>) -> Value {
-    let template = cj.pointer("/spec/jobTemplate").cloned().unwrap_or_default();
+    let template = cj.at("/spec/jobTemplate").cloned().unwrap_or_default();
     let mut metadata = json!({
         "name": name,
         "namespace": meta::namespace(cj).unwrap_or(""),
         "ownerReferences": [owner::controller_ref(&CRON_JOB, cj)],
     });
     for field in ["labels", "annotations"] {
-        if let Some(v) = template.pointer(&format!("/metadata/{field}"))
+        if let Some(v) = template.at(&format!("/metadata/{field}"))
             && v.is_object()
         {
             metadata[field] = v.clone();

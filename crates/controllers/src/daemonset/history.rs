@@ -4,6 +4,7 @@
 //! strategic-merge patch `kubectl rollout undo` applies, numbered in rollout order.
 //! `kubectl rollout history ds/<name>` lists them.
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::deployment::hash;
@@ -18,9 +19,9 @@ pub const POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
 
 /// The hash of the DaemonSet's current template.
 pub fn current_hash(ds: &Value) -> String {
-    let template = ds.pointer("/spec/template").cloned().unwrap_or_default();
+    let template = ds.at("/spec/template").cloned().unwrap_or_default();
     let collisions = ds
-        .pointer("/status/collisionCount")
+        .at("/status/collisionCount")
         .and_then(Value::as_i64)
         .and_then(|c| i32::try_from(c).ok());
     hash::template_hash(&template, collisions)
@@ -29,7 +30,7 @@ pub fn current_hash(ds: &Value) -> String {
 /// A revision's `data`: the template as a patch replacing the whole template (upstream
 /// `getPatch`).
 pub fn data(ds: &Value) -> Value {
-    let mut template = ds.pointer("/spec/template").cloned().unwrap_or_default();
+    let mut template = ds.at("/spec/template").cloned().unwrap_or_default();
     meta::set(&mut template, &["$patch"], json!("replace"));
     json!({"spec": {"template": template}})
 }
@@ -37,13 +38,13 @@ pub fn data(ds: &Value) -> Value {
 /// Whether `revision` holds the DaemonSet's current template.
 pub fn matches(revision: &Value, ds: &Value) -> bool {
     let mut held = revision
-        .pointer("/data/spec/template")
+        .at("/data/spec/template")
         .cloned()
         .unwrap_or_default();
     if let Some(m) = held.as_object_mut() {
         m.remove("$patch");
     }
-    let current = ds.pointer("/spec/template").cloned().unwrap_or_default();
+    let current = ds.at("/spec/template").cloned().unwrap_or_default();
     hash::equal_ignore_hash(&held, &current)
 }
 
@@ -59,7 +60,7 @@ pub fn number(revision: &Value) -> i64 {
 /// `owner_ref`.
 pub fn new_revision(ds: &Value, hash: &str, number: i64, owner_ref: Value) -> Value {
     let mut labels = ds
-        .pointer("/spec/template/metadata/labels")
+        .at("/spec/template/metadata/labels")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();

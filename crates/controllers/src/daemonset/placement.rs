@@ -3,6 +3,7 @@
 //! pins a daemon pod to its node so the scheduler binds it there, whether a node should run (or
 //! may keep running) a daemon pod, and which node an existing pod is meant for.
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::meta;
@@ -43,7 +44,7 @@ pub fn with_daemon_tolerations(pod_spec: &Value) -> Value {
 /// `ReplaceDaemonSetPodNodeNameNodeAffinity`); preferred affinity is kept.
 pub fn pod_spec_for(ds: &Value, node: &str) -> Value {
     let template = ds
-        .pointer("/spec/template/spec")
+        .at("/spec/template/spec")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let mut spec = with_daemon_tolerations(&template);
@@ -66,7 +67,7 @@ pub fn pod_spec_for(ds: &Value, node: &str) -> Value {
 /// tolerated to start a pod, only `NoExecute` ones to keep it.
 pub fn should_run(ds: &Value, node: &Value) -> (bool, bool) {
     let template = ds
-        .pointer("/spec/template/spec")
+        .at("/spec/template/spec")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let pinned = meta::str_at(&template, "/nodeName");
@@ -90,7 +91,7 @@ pub fn target_node(pod: &Value) -> Option<&str> {
         return Some(bound);
     }
     let terms = pod
-        .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")?
+        .at("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")?
         .as_array()?;
     terms
         .iter()
@@ -103,7 +104,7 @@ pub fn target_node(pod: &Value) -> Option<&str> {
         .find(|f| {
             meta::str_at(f, "/key") == "metadata.name" && meta::str_at(f, "/operator") == "In"
         })
-        .and_then(|f| f.pointer("/values/0"))
+        .and_then(|f| f.at("/values/0"))
         .and_then(Value::as_str)
 }
 

@@ -6,6 +6,7 @@
 //! - [`rolling`]: replace pods of old templates within `maxUnavailable`, or, with `maxSurge`,
 //!   start new pods beside old ones and delete the old once the new are available.
 
+use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -54,7 +55,7 @@ pub fn is_rolling(ds: &Value) -> bool {
 /// `SurgeCount`, `UnavailableCount`); never both zero.
 pub fn fenceposts(ds: &Value, desired: i32) -> (i32, i32) {
     let get = |f: &str, default: IntOrPercent| {
-        ds.pointer(&format!("/spec/updateStrategy/rollingUpdate/{f}"))
+        ds.at(&format!("/spec/updateStrategy/rollingUpdate/{f}"))
             .and_then(IntOrPercent::parse)
             .unwrap_or(default)
             .scaled(desired, true)

@@ -2,6 +2,7 @@
 //! the current one, claim its pods, create and delete what [`plan::manage`] says — or, when
 //! nothing is missing, take one [`plan::rolling`] step — then prune history and write status.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
@@ -87,7 +88,7 @@ impl DaemonSetController {
             .map(|p| meta::str_at(p, &format!("/metadata/labels/{HASH_LABEL}")))
             .collect();
         let limit = usize::try_from(
-            ds.pointer("/spec/revisionHistoryLimit")
+            ds.at("/spec/revisionHistoryLimit")
                 .and_then(Value::as_i64)
                 .unwrap_or(10),
         )
@@ -191,7 +192,7 @@ impl DaemonSetController {
                     // A hash collision: perturb the hash and try again (upstream bumps
                     // `status.collisionCount`).
                     let count = ds
-                        .pointer("/status/collisionCount")
+                        .at("/status/collisionCount")
                         .and_then(Value::as_i64)
                         .unwrap_or(0);
                     meta::set(ds, &["status", "collisionCount"], json!(count + 1));
@@ -230,7 +231,7 @@ impl DaemonSetController {
         todo: Plan,
     ) -> Result<(), ApiError> {
         let ns = meta::namespace(ds).unwrap_or("");
-        let template = ds.pointer("/spec/template").cloned().unwrap_or_default();
+        let template = ds.at("/spec/template").cloned().unwrap_or_default();
         let reference = owner::controller_ref(&DAEMON_SET, ds);
         let generation = meta::annotation(ds, TEMPLATE_GENERATION).map(str::to_string);
         let creates = todo.create.iter().take(BURST).map(|node| {

@@ -8,6 +8,7 @@
 //! and empty maps/lists dropped, as Go's semantic equality treats them as absent); FNV-32a and
 //! the safe alphabet are the same, so the value is a short valid label value without vowels.
 
+use ledge_api::Pointer as _;
 use std::fmt::Write as _;
 
 use serde_json::Value;
@@ -40,10 +41,7 @@ pub fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
 /// `template` without the hash label.
 pub fn without_hash_label(template: &Value) -> Value {
     let mut t = template.clone();
-    if let Some(labels) = t
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
+    if let Some(labels) = t.at_mut("/metadata/labels").and_then(Value::as_object_mut) {
         labels.remove(HASH_LABEL);
     }
     t

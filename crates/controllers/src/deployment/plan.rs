@@ -4,6 +4,7 @@
 //! limit removes (upstream `pkg/controller/deployment/{rolling.go,sync.go}` and
 //! `util/deployment_util.go`). Pure functions over [`Rs`] views, so every rule is testable.
 
+use ledge_api::Pointer as _;
 use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
@@ -64,7 +65,7 @@ impl Rs {
             max_replicas: annotation_int(MAX_REPLICAS),
             generation: meta::generation(rs),
             observed_generation: rs
-                .pointer("/status/observedGeneration")
+                .at("/status/observedGeneration")
                 .and_then(Value::as_i64)
                 .unwrap_or(0),
             deleting: meta::is_deleting(rs),

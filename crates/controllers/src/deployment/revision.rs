@@ -5,6 +5,7 @@
 //! controller then gives that ReplicaSet the next revision, remembering the old one in
 //! `revision-history`.
 
+use ledge_api::Pointer as _;
 use serde_json::{Map, Value, json};
 
 /// The rollout sequence number of a ReplicaSet (and, copied, of its Deployment).
@@ -77,7 +78,7 @@ pub fn set_new_rs_annotations(
 ) -> bool {
     let mut changed = false;
     if let Some(src) = deployment
-        .pointer("/metadata/annotations")
+        .at("/metadata/annotations")
         .and_then(Value::as_object)
     {
         for (k, v) in src {

@@ -3,6 +3,7 @@
 //! rounded up and unavailability rounded down, never both zero (upstream `ResolveFenceposts`,
 //! `MaxSurge`, `MaxUnavailable` in `pkg/controller/deployment/util/deployment_util.go`).
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::meta;
@@ -98,7 +99,7 @@ impl Spec {
             _ => {
                 let bound = |field: &str| {
                     let v = d
-                        .pointer(&format!("/spec/strategy/rollingUpdate/{field}"))
+                        .at(&format!("/spec/strategy/rollingUpdate/{field}"))
                         .filter(|v| !v.is_null())
                         .cloned()
                         .unwrap_or_else(|| json!(DEFAULT_BOUND));
@@ -108,7 +109,7 @@ impl Spec {
             }
         };
         let optional = |p: &str| {
-            d.pointer(p)
+            d.at(p)
                 .and_then(Value::as_i64)
                 .map(|n| n.clamp(0, i32::MAX.into()) as i32)
         };
@@ -122,7 +123,7 @@ impl Spec {
             progress_deadline_seconds: optional("/spec/progressDeadlineSeconds")
                 .filter(|s| *s != i32::MAX),
             paused: d
-                .pointer("/spec/paused")
+                .at("/spec/paused")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         }

@@ -5,6 +5,7 @@
 //! status` decides from exactly these fields.
 
 use chrono::{DateTime, Duration, Utc};
+use ledge_api::Pointer as _;
 use serde_json::{Map, Value, json};
 
 use super::plan::Rs;
@@ -119,7 +120,7 @@ impl Status {
         let n = |f: &str| meta::int_at(d, &format!("/status/{f}"));
         Self {
             observed_generation: d
-                .pointer("/status/observedGeneration")
+                .at("/status/observedGeneration")
                 .and_then(Value::as_i64)
                 .unwrap_or(0),
             replicas: n("replicas"),
@@ -128,11 +129,11 @@ impl Status {
             available_replicas: n("availableReplicas"),
             unavailable_replicas: n("unavailableReplicas"),
             collision_count: d
-                .pointer("/status/collisionCount")
+                .at("/status/collisionCount")
                 .and_then(Value::as_i64)
                 .map(|c| c.clamp(0, i32::MAX.into()) as i32),
             conditions: d
-                .pointer("/status/conditions")
+                .at("/status/conditions")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()

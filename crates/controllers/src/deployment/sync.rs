@@ -8,6 +8,7 @@
 
 use chrono::Utc;
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_controller::kinds::{DEPLOYMENT, REPLICA_SET};
 use ledge_controller::{Action, is_namespace_terminating, owner};
 use serde_json::{Value, json};
@@ -35,13 +36,10 @@ impl DeploymentController {
         create: bool,
     ) -> Result<(Option<Value>, Vec<Value>), ApiError> {
         rss.sort_by(meta::by_creation);
-        let template = d.obj.pointer("/spec/template").cloned().unwrap_or_default();
+        let template = d.obj.at("/spec/template").cloned().unwrap_or_default();
         // Oldest first, so two ReplicaSets with the same template resolve the same way each time.
         let new_index = rss.iter().position(|rs| {
-            equal_ignore_hash(
-                rs.pointer("/spec/template").unwrap_or(&Value::Null),
-                &template,
-            )
+            equal_ignore_hash(rs.at("/spec/template").unwrap_or(&Value::Null), &template)
         });
         let old: Vec<Value> = rss
             .iter()
@@ -99,14 +97,14 @@ impl DeploymentController {
         new_revision: i64,
     ) -> Result<Value, ApiError> {
         let ns = d.namespace().map(str::to_string);
-        let mut template = d.obj.pointer("/spec/template").cloned().unwrap_or_default();
+        let mut template = d.obj.at("/spec/template").cloned().unwrap_or_default();
         let hash = template_hash(&template, d.status.collision_count);
         meta::set(
             &mut template,
             &["metadata", "labels", HASH_LABEL],
             json!(hash),
         );
-        let mut selector = d.obj.pointer("/spec/selector").cloned().unwrap_or_default();
+        let mut selector = d.obj.at("/spec/selector").cloned().unwrap_or_default();
         meta::set(&mut selector, &["matchLabels", HASH_LABEL], json!(hash));
         let name = format!("{}-{hash}", d.spec.name);
         let placeholder = Rs {
@@ -122,7 +120,7 @@ impl DeploymentController {
             "metadata": {
                 "name": name,
                 "namespace": ns,
-                "labels": template.pointer("/metadata/labels").cloned().unwrap_or_default(),
+                "labels": template.at("/metadata/labels").cloned().unwrap_or_default(),
                 "ownerReferences": [owner::controller_ref(&DEPLOYMENT, &d.obj)],
             },
             "spec": {
@@ -152,8 +150,8 @@ impl DeploymentController {
                         .ok_or_else(|| e.clone())?;
                     let ours = owner::is_controlled_by(&existing, meta::uid(&d.obj));
                     let same = equal_ignore_hash(
-                        existing.pointer("/spec/template").unwrap_or(&Value::Null),
-                        d.obj.pointer("/spec/template").unwrap_or(&Value::Null),
+                        existing.at("/spec/template").unwrap_or(&Value::Null),
+                        d.obj.at("/spec/template").unwrap_or(&Value::Null),
                     );
                     if !(ours && same) {
                         // A hash collision: another template (or owner) has this name. A new

@@ -7,6 +7,7 @@
 //! ledge runs wasm and process pods in the host network, so several pods often share one IP:
 //! each pod is still its own endpoint (its own `targetRef`), never merged by address.
 
+use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 /// The Service's pod selector as label pairs; `None` when the Service has no selector (its
 /// endpoints are the user's to manage).
 pub fn selector(service: &Value) -> Option<ledge_api::selector::LabelSelector> {
-    let sel = service.pointer("/spec/selector")?.as_object()?;
+    let sel = service.at("/spec/selector")?.as_object()?;
     if sel.is_empty() {
         return None;
     }
@@ -40,7 +41,7 @@ pub fn selector(service: &Value) -> Option<ledge_api::selector::LabelSelector> {
 
 fn publish_not_ready(service: &Value) -> bool {
     service
-        .pointer("/spec/publishNotReadyAddresses")
+        .at("/spec/publishNotReadyAddresses")
         .and_then(Value::as_bool)
         == Some(true)
 }
@@ -48,7 +49,7 @@ fn publish_not_ready(service: &Value) -> bool {
 /// The pod's first IPv4 address, if it has one.
 pub fn ipv4(pod: &Value) -> Option<&str> {
     let listed = pod
-        .pointer("/status/podIPs")
+        .at("/status/podIPs")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -69,7 +70,7 @@ pub fn listed(pod: &Value, include_terminating: bool) -> bool {
 
 /// The container port named `name` in `pod` (protocol must match), as upstream `FindPort`.
 fn named_port(pod: &Value, name: &str, protocol: &str) -> Option<i64> {
-    pod.pointer("/spec/containers")
+    pod.at("/spec/containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -92,7 +93,7 @@ fn named_port(pod: &Value, name: &str, protocol: &str) -> Option<i64> {
 pub fn ports_for(service: &Value, pod: &Value) -> Vec<Value> {
     let mut out = Vec::new();
     for p in service
-        .pointer("/spec/ports")
+        .at("/spec/ports")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

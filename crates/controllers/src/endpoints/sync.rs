@@ -2,6 +2,7 @@
 //! EndpointSlices matched to what [`desired::slices`] says — unchanged slices kept, others
 //! rewritten in place, missing ones created, surplus ones deleted — then the legacy Endpoints.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use ledge_api::ApiError;
@@ -101,7 +102,7 @@ impl EndpointsController {
         let mut unmatched = Vec::new();
         for content in want {
             let same = existing.iter().position(|s| {
-                content_of(s) == content && s.pointer("/metadata/labels") == Some(&labels)
+                content_of(s) == content && s.at("/metadata/labels") == Some(&labels)
             });
             match same {
                 Some(i) => {
@@ -191,7 +192,7 @@ impl EndpointsController {
             .unwrap_or_default();
         let current_labels = current
             .as_ref()
-            .and_then(|e| e.pointer("/metadata/labels").cloned())
+            .and_then(|e| e.at("/metadata/labels").cloned())
             .unwrap_or_else(|| json!({}));
         if current.is_some() && current_subsets == subsets && current_labels == labels {
             return Ok(());

@@ -3,6 +3,7 @@
 //! `completedIndexes` text, the conditions a finished Job gets, its deadline and its
 //! time-to-live after finishing.
 
+use ledge_api::Pointer as _;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
@@ -36,7 +37,7 @@ pub fn outcome(pod: &Value) -> Option<Outcome> {
 
 /// Whether `pod` carries the tracking finalizer.
 pub fn has_finalizer(pod: &Value) -> bool {
-    pod.pointer("/metadata/finalizers")
+    pod.at("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| f.iter().any(|v| v.as_str() == Some(TRACKING_FINALIZER)))
 }
@@ -45,7 +46,7 @@ pub fn has_finalizer(pod: &Value) -> bool {
 pub fn without_finalizer(pod: &Value) -> Value {
     let mut p = pod.clone();
     if let Some(f) = p
-        .pointer_mut("/metadata/finalizers")
+        .at_mut("/metadata/finalizers")
         .and_then(Value::as_array_mut)
     {
         f.retain(|v| v.as_str() != Some(TRACKING_FINALIZER));
@@ -68,14 +69,14 @@ pub fn condition(type_: &str, status: &str, reason: &str, message: &str, now: &s
 
 /// `spec.completions`, if set.
 pub fn completions(job: &Value) -> Option<i32> {
-    job.pointer("/spec/completions")
+    job.at("/spec/completions")
         .and_then(Value::as_i64)
         .map(|n| n.clamp(0, i32::MAX.into()) as i32)
 }
 
 /// `spec.parallelism` (1 when unset).
 pub fn parallelism(job: &Value) -> i32 {
-    match job.pointer("/spec/parallelism") {
+    match job.at("/spec/parallelism") {
         Some(Value::Number(_)) => meta::int_at(job, "/spec/parallelism").max(0),
         _ => 1,
     }
@@ -101,7 +102,7 @@ pub fn want_active(completions: Option<i32>, parallelism: i32, succeeded: i32, a
 pub fn index_of(pod: &Value) -> Option<i32> {
     meta::annotation(pod, COMPLETION_INDEX)
         .or_else(|| {
-            pod.pointer("/metadata/labels")
+            pod.at("/metadata/labels")
                 .and_then(|l| l.get(COMPLETION_INDEX))
                 .and_then(Value::as_str)
         })
@@ -158,7 +159,7 @@ pub fn failure(
     active: &[&Value],
     now: DateTime<Utc>,
 ) -> Option<(&'static str, &'static str)> {
-    let limit = match job.pointer("/spec/backoffLimit") {
+    let limit = match job.at("/spec/backoffLimit") {
         Some(Value::Number(_)) => meta::int_at(job, "/spec/backoffLimit"),
         _ => 6,
     };
@@ -189,7 +190,7 @@ fn restart_sum(pod: &Value) -> i64 {
     ["initContainerStatuses", "containerStatuses"]
         .iter()
         .flat_map(|f| {
-            pod.pointer(&format!("/status/{f}"))
+            pod.at(&format!("/status/{f}"))
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -200,14 +201,14 @@ fn restart_sum(pod: &Value) -> i64 {
 
 /// When the Job runs out of `activeDeadlineSeconds` (from `status.startTime`).
 pub fn deadline(job: &Value) -> Option<DateTime<Utc>> {
-    let seconds = job.pointer("/spec/activeDeadlineSeconds")?.as_i64()?;
+    let seconds = job.at("/spec/activeDeadlineSeconds")?.as_i64()?;
     Some(meta::time_at(job, "/status/startTime")? + Duration::seconds(seconds))
 }
 
 /// When a finished Job is to be deleted (`ttlSecondsAfterFinished` after its completion time,
 /// or after its finished condition turned True), if it has a TTL.
 pub fn expires_at(job: &Value) -> Option<DateTime<Utc>> {
-    let ttl = job.pointer("/spec/ttlSecondsAfterFinished")?.as_i64()?;
+    let ttl = job.at("/spec/ttlSecondsAfterFinished")?.as_i64()?;
     let kind = finished(job)?;
     let at = meta::time_at(job, "/status/completionTime").or_else(|| {
         meta::condition(job, kind).and_then(|c| meta::time_at(c, "/lastTransitionTime"))

@@ -3,6 +3,7 @@
 //! the Job completed or failed, create or delete pods towards `parallelism`, write status, and
 //! delete the Job once its TTL after finishing has passed.
 
+use ledge_api::Pointer as _;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ struct Uncounted {
 impl Uncounted {
     fn of(job: &Value) -> Self {
         let list = |f: &str| {
-            job.pointer(&format!("/status/uncountedTerminatedPods/{f}"))
+            job.at(&format!("/status/uncountedTerminatedPods/{f}"))
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -220,7 +221,7 @@ impl JobController {
             .cloned()
             .unwrap_or_default();
         let mut active_count = i32::try_from(active.len()).unwrap_or(i32::MAX);
-        let suspended = job.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
+        let suspended = job.at("/spec/suspend").and_then(Value::as_bool) == Some(true);
         let mut next: Option<Duration> = None;
         if !was_finished && !meta::is_deleting(&job) {
             set_suspended(&mut conditions, suspended, &now_text);
@@ -370,7 +371,7 @@ impl JobController {
         indexes: Vec<Option<i32>>,
     ) -> Result<i32, ApiError> {
         let ns = meta::namespace(job).unwrap_or("");
-        let template = job.pointer("/spec/template").cloned().unwrap_or_default();
+        let template = job.at("/spec/template").cloned().unwrap_or_default();
         let reference = owner::controller_ref(&JOB, job);
         let writes = indexes.iter().map(|index| {
             let prefix = match index {
@@ -379,7 +380,7 @@ impl JobController {
             };
             let mut p = pod::from_template(&template, ns, &prefix, reference.clone());
             let mut finalizers: Vec<Value> = p
-                .pointer("/metadata/finalizers")
+                .at("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();

@@ -10,6 +10,7 @@
 //! taint was added. Other `NoExecute` taints (a user's) evict untolerating pods as upstream.
 
 use chrono::{DateTime, Duration, Utc};
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::taints::{
@@ -95,7 +96,7 @@ pub fn ready_status(node: &Value) -> &str {
 /// posted); `None` when they already are (upstream `tryUpdateNodeHealth`).
 pub fn unknown_conditions(node: &Value, now: &str) -> Option<Vec<Value>> {
     let mut conditions: Vec<Value> = node
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -155,7 +156,7 @@ pub fn wanted_taints(node: &Value, now: &str) -> Vec<Value> {
             want.push((key, NO_SCHEDULE));
         }
     }
-    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+    if node.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
         want.push((UNSCHEDULABLE, NO_SCHEDULE));
     }
     let current = taints::of_node(node);

@@ -3,6 +3,7 @@
 //! readyReplicas, availableReplicas (ready for `minReadySeconds`), observedGeneration and the
 //! `ReplicaFailure` condition when creating or deleting pods failed.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -28,7 +29,7 @@ pub fn compute(
     now: DateTime<Utc>,
 ) -> Value {
     let template_labels = rs
-        .pointer("/spec/template/metadata/labels")
+        .at("/spec/template/metadata/labels")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();

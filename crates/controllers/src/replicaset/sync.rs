@@ -2,6 +2,7 @@
 //! or delete the difference to `spec.replicas` unless earlier writes are still on their way
 //! to the cache, then write the status the pods give.
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -31,7 +32,7 @@ impl ReplicaSetController {
         };
         let needs_sync = self.expectations.satisfied(&key, &self.pods);
         let Some(selector) = rs
-            .pointer("/spec/selector")
+            .at("/spec/selector")
             .and_then(|s| ledge_api::selector::LabelSelector::from_json(s).ok())
         else {
             tracing::warn!(replicaset = %key, "invalid selector; not managing pods");
@@ -120,7 +121,7 @@ impl ReplicaSetController {
     /// one failed call, not `n` (upstream `slowStartBatch`).
     async fn create_pods(&self, key: &ObjectKey, rs: &Value, n: usize) -> Result<(), ApiError> {
         let ns = meta::namespace(rs).unwrap_or("");
-        let template = rs.pointer("/spec/template").cloned().unwrap_or_default();
+        let template = rs.at("/spec/template").cloned().unwrap_or_default();
         let reference = owner::controller_ref(&REPLICA_SET, rs);
         let mut remaining = n;
         let mut batch = 1;

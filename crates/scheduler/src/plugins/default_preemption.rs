@@ -12,6 +12,7 @@
 //! This file decides; the scheduler carries the decision out (DisruptionTarget condition,
 //! deletion with the victims' grace period, `Preempted` events, `nominatedNodeName`).
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -57,9 +58,9 @@ pub enum Outcome {
 
 /// Whether a pod is being deleted because the scheduler preempted it.
 pub fn terminating_by_preemption(pod: &Value) -> bool {
-    pod.pointer("/metadata/deletionTimestamp").is_some()
+    pod.at("/metadata/deletionTimestamp").is_some()
         && pod
-            .pointer("/status/conditions")
+            .at("/status/conditions")
             .and_then(Value::as_array)
             .is_some_and(|cs| {
                 cs.iter().any(|c| {
@@ -192,7 +193,7 @@ pub fn pdb_violations(pods: &[Arc<PlacedPod>], pdbs: &[Arc<Value>]) -> Vec<bool>
     let selectors: Vec<Option<LabelSelector>> = pdbs
         .iter()
         .map(|pdb| {
-            let sel = pdb.pointer("/spec/selector")?;
+            let sel = pdb.at("/spec/selector")?;
             LabelSelector::from_json(sel)
                 .ok()
                 .filter(|s| !s.is_empty() && !s.matches_nothing())
@@ -201,7 +202,7 @@ pub fn pdb_violations(pods: &[Arc<PlacedPod>], pdbs: &[Arc<Value>]) -> Vec<bool>
     let mut allowed: Vec<i64> = pdbs
         .iter()
         .map(|p| {
-            p.pointer("/status/disruptionsAllowed")
+            p.at("/status/disruptionsAllowed")
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
         })
@@ -219,7 +220,7 @@ pub fn pdb_violations(pods: &[Arc<PlacedPod>], pdbs: &[Arc<Value>]) -> Vec<bool>
                 }
                 // Already counted by the disruption controller.
                 if pdb
-                    .pointer("/status/disruptedPods")
+                    .at("/status/disruptedPods")
                     .and_then(|d| d.get(name))
                     .is_some()
                 {

@@ -4,6 +4,7 @@
 //! the sum maps onto 0–100 between 23 MiB and 1000 MiB per container (upstream
 //! `imagelocality/image_locality.go`).
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -64,7 +65,7 @@ impl ScorePlugin for ImageLocality {
         for list in ["initContainers", "containers"] {
             let cs = pod
                 .pod
-                .pointer(&format!("/spec/{list}"))
+                .at(&format!("/spec/{list}"))
                 .and_then(Value::as_array);
             for c in cs.into_iter().flatten() {
                 containers += 1;
@@ -75,18 +76,15 @@ impl ScorePlugin for ImageLocality {
                 }
             }
         }
-        state.write(
-            NAME,
-            State {
-                images,
-                total_nodes: cx.nodes.len(),
-                containers,
-            },
-        );
+        state.write(State {
+            images,
+            total_nodes: cx.nodes.len(),
+            containers,
+        });
     }
 
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(s) = state.read::<State>(NAME) else {
+        let Some(s) = state.read::<State>() else {
             return 0;
         };
         priority(

@@ -9,6 +9,7 @@
 //! Not here: upstream's cluster-level default constraints for pods without any (derived from
 //! the Services and ReplicaSets selecting them).
 
+use ledge_api::Pointer as _;
 use std::collections::{HashMap, HashSet};
 
 use ledge_api::selector::LabelSelector;
@@ -23,9 +24,6 @@ use crate::framework::{
 
 /// Upstream plugin name.
 pub const NAME: &str = "PodTopologySpread";
-
-/// State key of the scoring half (the filter's uses [`NAME`]).
-const SCORE_STATE: &str = "PodTopologySpread/score";
 
 /// The well-known per-node topology key, counted per node when scoring.
 const HOSTNAME: &str = "kubernetes.io/hostname";
@@ -74,9 +72,9 @@ impl Constraint {
 fn constraints(pod: &PodInfo, action: &str) -> Vec<Constraint> {
     let list = pod
         .pod
-        .pointer("/spec/topologySpreadConstraints")
+        .at("/spec/topologySpreadConstraints")
         .and_then(Value::as_array);
-    let labels = pod.pod.pointer("/metadata/labels");
+    let labels = pod.pod.at("/metadata/labels");
     let mut out = Vec::new();
     for c in list.into_iter().flatten() {
         if c.get("whenUnsatisfiable").and_then(Value::as_str) != Some(action) {
@@ -186,12 +184,12 @@ impl FilterPlugin for PodTopologySpread {
             domains: vec![0; n],
         };
         s.refresh();
-        state.write(NAME, s);
+        state.write(s);
         Status::Fit
     }
 
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(s) = state.read::<FilterState>(NAME) else {
+        let Some(s) = state.read::<FilterState>() else {
             return Status::Fit;
         };
         for (i, c) in s.constraints.iter().enumerate() {
@@ -214,10 +212,10 @@ impl FilterPlugin for PodTopologySpread {
     }
 
     fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, other: &PlacedPod, node: &NodeInfo) {
-        if let Some(s) = state.read::<FilterState>(NAME) {
+        if let Some(s) = state.read::<FilterState>() {
             let mut s = s.clone();
             s.update(pod, other, node, 1);
-            state.write(NAME, s);
+            state.write(s);
         }
     }
 
@@ -228,10 +226,10 @@ impl FilterPlugin for PodTopologySpread {
         other: &PlacedPod,
         node: &NodeInfo,
     ) {
-        if let Some(s) = state.read::<FilterState>(NAME) {
+        if let Some(s) = state.read::<FilterState>() {
             let mut s = s.clone();
             s.update(pod, other, node, -1);
-            state.write(NAME, s);
+            state.write(s);
         }
     }
 }
@@ -306,21 +304,18 @@ impl ScorePlugin for PodTopologySpread {
                 }
             }
         }
-        state.write(
-            SCORE_STATE,
-            ScoreState {
-                constraints,
-                ignored,
-                counts,
-                weights,
-            },
-        );
+        state.write(ScoreState {
+            constraints,
+            ignored,
+            counts,
+            weights,
+        });
     }
 
     /// Raw score: matching pods in the node's domains, weighted (lower is better until
     /// normalized).
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(s) = state.read::<ScoreState>(SCORE_STATE) else {
+        let Some(s) = state.read::<ScoreState>() else {
             return 0;
         };
         if s.ignored.contains(&node.name) {
@@ -342,7 +337,7 @@ impl ScorePlugin for PodTopologySpread {
     }
 
     fn normalize(&self, state: &CycleState, scores: &mut [(&str, i64)]) {
-        let Some(s) = state.read::<ScoreState>(SCORE_STATE) else {
+        let Some(s) = state.read::<ScoreState>() else {
             return;
         };
         let counted = || scores.iter().filter(|(n, _)| !s.ignored.contains(*n));

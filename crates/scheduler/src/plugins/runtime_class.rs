@@ -10,6 +10,7 @@
 //! no longer exists fits nowhere. A pod without `runtimeClassName` is not restricted here:
 //! admission gives every new pod the cluster default.
 
+use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -63,25 +64,22 @@ impl FilterPlugin for RuntimeClass {
             return Status::Unresolvable(format!("RuntimeClass \"{class}\" not found"));
         };
         let node_selector = rc
-            .pointer("/scheduling/nodeSelector")
+            .at("/scheduling/nodeSelector")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
             .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
             .collect();
-        state.write(
-            NAME,
-            Required {
-                handler: str_at(&rc, "/handler").to_string(),
-                node_selector,
-                reason: format!("node(s) didn't support runtime class \"{class}\""),
-            },
-        );
+        state.write(Required {
+            handler: str_at(&rc, "/handler").to_string(),
+            node_selector,
+            reason: format!("node(s) didn't support runtime class \"{class}\""),
+        });
         Status::Fit
     }
 
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(req) = state.read::<Required>(NAME) else {
+        let Some(req) = state.read::<Required>() else {
             return Status::Fit;
         };
         let offers = node.runtimes.contains(&req.handler);
@@ -111,7 +109,7 @@ mod tests {
         let lookup = |name: &str| {
             classes
                 .iter()
-                .find(|c| c.pointer("/metadata/name") == Some(&json!(name)))
+                .find(|c| c.at("/metadata/name") == Some(&json!(name)))
                 .map(|c| Arc::new(c.clone()))
         };
         let images = HashMap::new();
