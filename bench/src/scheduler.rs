@@ -193,6 +193,13 @@ async fn backlog(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<Ou
         first.duration_since(started).as_secs_f64(),
         last.duration_since(started).as_secs_f64()
     );
+    // The event queue drains after the last binding.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kube = Kube::connect(&config, 1).await?;
+    println!(
+        "scheduler: {} Scheduled events recorded for {n} bindings (a burst beyond the event queue drops events, as upstream's broadcaster does)",
+        scheduled_events(&kube).await?
+    );
     server.check_alive()?;
     server.stop();
     Ok(Outcome {
@@ -247,6 +254,19 @@ async fn create_pods(kube: &Arc<Kube>, plan: &SchedPlan) -> anyhow::Result<()> {
         created.per_sec()
     );
     Ok(())
+}
+
+/// How many `Scheduled` events the benchmark namespace holds.
+async fn scheduled_events(kube: &Kube) -> anyhow::Result<usize> {
+    let (_, list) = kube
+        .call(
+            Method::GET,
+            &format!("/api/v1/namespaces/{NS}/events?fieldSelector=reason%3DScheduled"),
+            None,
+        )
+        .await?;
+    let list: Value = serde_json::from_slice(&list).context("event list")?;
+    Ok(list["items"].as_array().map_or(0, Vec::len))
 }
 
 /// The resourceVersion of the pod collection now.

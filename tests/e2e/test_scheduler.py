@@ -350,3 +350,23 @@ def test_disabled_scheduler_leaves_pods_pending_until_a_server_schedules(ledge_b
         assert "Successfully assigned held/waits" in events(kubectl, "held", "waits", "Scheduled")
     finally:
         srv.stop()
+
+
+def test_binding_subresource_assigns_once(kubectl, ns, nodes):
+    """A scheduler of the user's own binds through `pods/binding` as upstream: the pod gets
+    the node and `PodScheduled=True`; a second binding is refused with 409."""
+    tag, names = nodes
+    kubectl("create", "-n", ns, "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mine"},
+        "spec": {"schedulerName": "my-scheduler", "containers": [{"name": "c", "image": "busybox"}]}}))
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "mine"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": names[2]}}
+    path = f"/api/v1/namespaces/{ns}/pods/mine/binding"
+    kubectl("create", "--raw", path, "-f", "-", input=json.dumps(binding))
+    p = pod_json(kubectl, ns, "mine")
+    assert p["spec"]["nodeName"] == names[2]
+    scheduled = [c for c in p["status"]["conditions"] if c["type"] == "PodScheduled"]
+    assert [c["status"] for c in scheduled] == ["True"]
+    again = kubectl("create", "--raw", path, "-f", "-", input=json.dumps(binding), check=False)
+    assert again.returncode != 0
+    assert f'already assigned to node "{names[2]}"' in again.stderr

@@ -2,7 +2,6 @@
 //! requests (defaults, validation, admission, optimistic concurrency) and the same watch cache,
 //! without serialising to JSON text and back.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use futures_util::stream;
@@ -210,40 +209,7 @@ impl Client for LocalClient {
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
             let res = self.resource(&ledge_controller::kinds::POD)?;
-            let gr = GroupResource {
-                group: "",
-                resource: "pods",
-            };
-            let mut already = None;
-            crate::handlers::system_update(
-                &self.state,
-                &res,
-                Some(namespace),
-                pod,
-                Part::Main,
-                |current| {
-                    let bound = current
-                        .at("/spec/nodeName")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    if !bound.is_empty() {
-                        already = Some(bound.to_string());
-                        return None;
-                    }
-                    let mut p = current.clone();
-                    p["spec"]["nodeName"] = Value::String(node.to_string());
-                    Some(p)
-                },
-            )
-            .await?;
-            match already {
-                Some(n) if n != node => Err(ApiError::conflict(
-                    gr,
-                    pod,
-                    &format!("pod {pod} is already assigned to node \"{n}\""),
-                )),
-                _ => Ok(()),
-            }
+            crate::handlers::bind_pod(&self.state, &res, namespace, pod, node).await
         })
     }
 

@@ -42,6 +42,16 @@ impl FakeApi {
         self.lock().items.get(&key(kind, namespace, name)).cloned()
     }
 
+    /// Every object of a kind, in no particular order.
+    pub fn all(&self, kind: &Kind) -> Vec<Value> {
+        self.lock()
+            .items
+            .iter()
+            .filter(|((plural, _, _), _)| *plural == kind.plural)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// Store `obj` as is, bypassing concurrency checks (a write by someone outside the test's
     /// candidates).
     pub fn put(&self, kind: &Kind, namespace: Option<&str>, mut obj: Value) {

@@ -6,6 +6,7 @@
 //! event and a `PodScheduled=False` condition and waits for the cluster to change.
 
 pub mod cache;
+pub mod events;
 pub mod framework;
 pub mod plugins;
 pub mod queue;
@@ -96,6 +97,8 @@ struct Scheduler {
     assumed: HashSet<String>,
     /// Outcomes of bindings running in the background.
     bound_tx: mpsc::UnboundedSender<Bound>,
+    /// Where `Scheduled` events go.
+    recorder: events::Recorder,
 }
 
 /// The outcome of one background binding (upstream's binding cycle runs apart from the
@@ -117,6 +120,7 @@ pub async fn run(client: Arc<dyn Client>, informers: Informers, cancel: Cancella
     informers.nodes.wait_synced().await;
     informers.runtime_classes.wait_synced().await;
     informers.pdbs.wait_synced().await;
+    let recorder = events::Recorder::start(client.clone(), cancel.child_token());
     let mut s = Scheduler {
         client,
         informers,
@@ -127,6 +131,7 @@ pub async fn run(client: Arc<dyn Client>, informers: Informers, cancel: Cancella
         failures: Default::default(),
         assumed: HashSet::new(),
         bound_tx,
+        recorder,
     };
     s.resync();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
@@ -368,6 +373,7 @@ impl Scheduler {
         self.cache.assume(info, node);
         self.assumed.insert(key.to_string());
         let (client, tx) = (self.client.clone(), self.bound_tx.clone());
+        let recorder = self.recorder.clone();
         let (key, pod, node) = (key.to_string(), pod.clone(), node.to_string());
         tokio::spawn(async move {
             let (ns, name) = (
@@ -377,9 +383,7 @@ impl Scheduler {
             let result = client.bind(ns, name, &node).await;
             if result.is_ok() {
                 let msg = format!("Successfully assigned {ns}/{name} to {node}");
-                if let Err(e) = create_event(&*client, &pod, "Normal", "Scheduled", &msg).await {
-                    tracing::debug!(error = %e, "could not record event");
-                }
+                recorder.record(&pod, "Normal", "Scheduled", &msg);
             }
             let _ = tx.send(Bound {
                 key,
@@ -548,28 +552,11 @@ async fn create_event(
     reason: &str,
     message: &str,
 ) -> Result<String, ledge_api::ApiError> {
-    // Built from borrowed fields of the shared pod: one timestamp, the name suffix encoded
-    // into a stack buffer.
-    let ns = str_at(pod, "/metadata/namespace");
-    let name = str_at(pod, "/metadata/name");
-    let mut id = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut id);
-    let event_name = format!("{name}.{}", &id[..16]);
-    let at = now();
-    let ev = json!({
-        "metadata": {"name": event_name, "namespace": ns},
-        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name,
-                           "uid": str_at(pod, "/metadata/uid"), "apiVersion": "v1",
-                           "resourceVersion": str_at(pod, "/metadata/resourceVersion")},
-        "reason": reason, "message": message, "type": kind,
-        "source": {"component": DEFAULT_SCHEDULER},
-        "reportingComponent": DEFAULT_SCHEDULER, "reportingInstance": DEFAULT_SCHEDULER,
-        "firstTimestamp": at, "lastTimestamp": at, "count": 1,
-    });
+    let (name, event) = events::event_object(pod, kind, reason, message);
     client
-        .create(&EVENT, Some(ns), ev)
+        .create(&EVENT, Some(str_at(pod, "/metadata/namespace")), event)
         .await
-        .map(|_| event_name)
+        .map(|_| name)
 }
 
 /// What a scheduling cycle decided.

@@ -23,6 +23,7 @@ use crate::object;
 use crate::registry::Resource;
 use crate::state::ApiState;
 
+pub use subresource::bind_pod;
 pub use write::{create_object, system_update};
 
 /// Everything one resource request needs.

@@ -4,18 +4,20 @@
 
 use http::{Response, StatusCode};
 use ledge_api::Pointer as _;
-use ledge_api::{ApiError, StatusCause, Subresource};
+use ledge_api::{ApiError, GroupResource, StatusCause, Subresource};
 use serde_json::{Value, json};
 
 use super::Ctx;
 use super::read::respond_object;
 use super::write::{
-    Part, Update, field_manager, patch_part, system_update, update_part, write_update,
+    MAX_RETRIES, Part, Update, field_manager, patch_part, store_error, system_update, update_part,
+    write_update,
 };
 use crate::http::body;
 use crate::http::body::Body;
 use crate::object;
 use crate::registry::Resource;
+use crate::state::ApiState;
 
 /// The `autoscaling/v1 Scale` view of an object.
 pub(super) fn scale_of(res: &Resource, obj: &Value) -> Value {
@@ -138,31 +140,12 @@ async fn subresource_checked(
                     }],
                 ));
             }
-            let current = ctx.current().await?;
-            let bound = current
-                .at("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !bound.is_empty() {
-                return Err(ApiError::conflict(
-                    ctx.gr(),
-                    ctx.name(),
-                    &format!("pod {} is already assigned to node \"{bound}\"", ctx.name()),
-                ));
-            }
-            let name = ctx.name().to_string();
-            system_update(
+            bind_pod(
                 &ctx.state,
                 &ctx.res,
-                ctx.namespace(),
-                &name,
-                Part::Main,
-                |pod| {
-                    let mut p = pod.clone();
-                    p["spec"]["nodeName"] = json!(node);
-                    mark_scheduled(&mut p);
-                    Some(p)
-                },
+                ctx.namespace().unwrap_or(""),
+                ctx.name(),
+                &node,
             )
             .await?;
             Ok(body::json_response(
@@ -237,6 +220,64 @@ async fn pod_log(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     }
     let resp = ctx.state.tunnels.get(node, &path).await?;
     Ok(crate::tunnel::relay(resp))
+}
+
+/// Assign a pending pod to a node, as upstream's binding storage (`assignPod`) does: a guarded
+/// write of the stored pod that sets `spec.nodeName` and `PodScheduled=True` and nothing else —
+/// no defaulting, validation or managed-fields pass, which a binding cannot make necessary. A
+/// pod already assigned, or being deleted, is a conflict. Shared by `pods/binding` and the
+/// in-process scheduler's client.
+pub async fn bind_pod(
+    state: &ApiState,
+    res: &Resource,
+    namespace: &str,
+    name: &str,
+    node: &str,
+) -> Result<(), ApiError> {
+    let gr = GroupResource {
+        group: "",
+        resource: "pods",
+    };
+    let key = res.def.key(Some(namespace), name);
+    for _ in 0..MAX_RETRIES {
+        state.cache.wait_for(state.store.current_revision()).await;
+        let Some(current) = state.cache.get(&key) else {
+            return Err(ApiError::not_found(gr, name));
+        };
+        let bound = current
+            .at("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !bound.is_empty() {
+            return Err(ApiError::conflict(
+                gr,
+                name,
+                &format!("pod {name} is already assigned to node \"{bound}\""),
+            ));
+        }
+        if object::is_deleting(&current) {
+            return Err(ApiError::conflict(
+                gr,
+                name,
+                &format!("pod {name} is being deleted, cannot be assigned to a host"),
+            ));
+        }
+        let rv = object::resource_version(&current).unwrap_or(0);
+        let mut pod = (*current).clone();
+        drop(current);
+        pod["spec"]["nodeName"] = json!(node);
+        mark_scheduled(&mut pod);
+        match state
+            .store
+            .update(&key, object::encode_for_store(&pod).into(), rv)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(ledge_store::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(store_error(gr, name, e)),
+        }
+    }
+    Err(ApiError::modified(gr, name))
 }
 
 /// Binding also records `PodScheduled=True`, replacing an earlier `Unschedulable`, as

@@ -20,7 +20,7 @@ use crate::state::ApiState;
 
 /// How many times a write that lost a compare-and-swap race is retried (patch, unconditional
 /// update) before answering 409.
-const MAX_RETRIES: usize = 16;
+pub(super) const MAX_RETRIES: usize = 16;
 
 /// Map a store error to the API error a client expects.
 pub fn store_error(gr: GroupResource<'_>, name: &str, e: StoreError) -> ApiError {
