@@ -173,18 +173,16 @@ async fn backlog(bin: &Path, work: &Path, plan: &SchedPlan) -> anyhow::Result<Ou
     let kube = Arc::new(Kube::connect(&config, 8).await?);
     create_nodes(&kube, plan).await?;
     create_pods(&kube, plan).await?;
-    let rv = list_revision(&kube).await?;
     drop(kube);
     server.stop();
-    // Started again with history enough that a watch from before the restart misses nothing
-    // however early the scheduler begins binding.
-    let history = (plan.pods * 3).to_string();
-    let mut server = spawn_server(bin, work, &data, &["--watch-history", &history])?;
+    // The watch starts from a list once the server answers: pods the scheduler bound before
+    // that are reported and left out of the rate.
+    let mut server = spawn_server(bin, work, &data, &[])?;
     let pid = server.pid();
     let started = Instant::now();
     let config = crate::ledge::wait_ready(&mut server, &data).await?;
     let cpu0 = proc::cpu_seconds(pid);
-    let follower = Follower::start(&config, rv, plan.pods).await?;
+    let follower = Follower::start_from_list(&config, plan.pods).await?;
     follower.wait(&mut server, plan).await?;
     let cpu = proc::cpu_seconds(pid) - cpu0;
     let (n, first, last) = follower.finish()?;
@@ -291,6 +289,8 @@ struct Follower {
     bound: Arc<AtomicUsize>,
     relists: Arc<AtomicUsize>,
     times: Arc<std::sync::Mutex<(Option<Instant>, Option<Instant>)>>,
+    /// Pods already bound when the watch began.
+    before: usize,
     want: usize,
     task: tokio::task::JoinHandle<()>,
 }
@@ -298,13 +298,50 @@ struct Follower {
 impl Follower {
     /// Watch from `rv` until `want` distinct pods were seen bound.
     async fn start(config: &KubeConfig, rv: String, want: usize) -> anyhow::Result<Self> {
+        Self::follow(config, rv, Default::default(), want).await
+    }
+
+    /// List the pods first and watch from the list: pods bound before it are counted as bound
+    /// but left out of the timing (their binding times are unknown).
+    async fn start_from_list(config: &KubeConfig, want: usize) -> anyhow::Result<Self> {
+        let lister = Kube::connect(config, 1).await?;
+        let (_, list) = lister
+            .call(Method::GET, &format!("/api/v1/namespaces/{NS}/pods"), None)
+            .await?;
+        let list: Value = serde_json::from_slice(&list).context("pod list")?;
+        let seen = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
+            })
+            .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        let rv = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        Self::follow(config, rv, seen, want).await
+    }
+
+    async fn follow(
+        config: &KubeConfig,
+        rv: String,
+        seen: std::collections::HashSet<String>,
+        want: usize,
+    ) -> anyhow::Result<Self> {
+        let before = seen.len();
         let watcher = Kube::connect(config, 1).await?;
         let bound = Arc::new(AtomicUsize::new(0));
         let relists = Arc::new(AtomicUsize::new(0));
         let times = Arc::new(std::sync::Mutex::new((None::<Instant>, None::<Instant>)));
         let (b, t, r) = (bound.clone(), times.clone(), relists.clone());
         let task = tokio::spawn(async move {
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = seen;
             let mut rv = rv;
             let note = |n: usize| {
                 if n == 0 {
@@ -385,12 +422,13 @@ impl Follower {
             bound,
             relists,
             times,
+            before,
             want,
             task,
         })
     }
 
-    /// Pods seen bound so far.
+    /// Pods seen bound so far, after the watch began.
     fn bound(&self) -> usize {
         self.bound.load(Ordering::Relaxed)
     }
@@ -398,7 +436,7 @@ impl Follower {
     /// Until every pod is bound, the watch ends, or the plan's patience runs out.
     async fn wait(&self, server: &mut proc::Server, plan: &SchedPlan) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(plan.bind_timeout_secs);
-        while self.bound() < self.want && Instant::now() < deadline {
+        while self.before + self.bound() < self.want && Instant::now() < deadline {
             server.check_alive()?;
             if self.task.is_finished() {
                 break;
@@ -408,12 +446,22 @@ impl Follower {
         Ok(())
     }
 
-    /// Pods bound, and the times of the first and last binding.
+    /// Pods seen bound by the watch, and the times of the first and last binding.
     fn finish(self) -> anyhow::Result<(usize, Instant, Instant)> {
         self.task.abort();
         let n = self.bound();
-        if n < self.want {
-            println!("scheduler: only {n} of {} pods bound", self.want);
+        if self.before + n < self.want {
+            println!(
+                "scheduler: only {} of {} pods bound",
+                self.before + n,
+                self.want
+            );
+        }
+        if self.before > 0 {
+            println!(
+                "scheduler: {} pods were bound before the watch began (left out of the rate)",
+                self.before
+            );
         }
         let relists = self.relists.load(Ordering::Relaxed);
         if relists > 0 {

@@ -436,6 +436,9 @@ pub struct CycleState {
     /// Keyed by the data's type (each plugin has its own), so a lookup compares two integers
     /// rather than plugin names.
     data: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
+    /// Filters (by position in the profile) that said at pre-filter time that they would let
+    /// every node through (upstream's PreFilter `Skip`).
+    pub skipped_filters: u64,
 }
 
 impl CycleState {
@@ -474,6 +477,11 @@ pub struct Cluster<'a> {
 pub trait FilterPlugin: Send + Sync {
     /// Upstream plugin name.
     fn name(&self) -> &'static str;
+    /// Whether this filter would let every node through for this pod (upstream's PreFilter
+    /// returning `Skip`): then neither `pre_filter` nor `filter` runs in its cycles.
+    fn skip(&self, _pod: &PodInfo) -> bool {
+        false
+    }
     /// Once per pod, before any node (upstream `PreFilter`): compute what `filter` reads into
     /// `state`. A verdict other than `Fit` rejects every node.
     fn pre_filter(&self, _cx: &Cluster, _pod: &PodInfo, _state: &mut CycleState) -> Status {
@@ -502,6 +510,15 @@ pub trait FilterPlugin: Send + Sync {
     }
 }
 
+/// What a score plugin's pre-score decided for this pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreScore {
+    /// Score every feasible node.
+    Run,
+    /// Every node would score the same: leave this plugin out (upstream's PreScore `Skip`).
+    Skip,
+}
+
 /// The highest score a node gets from one plugin (upstream `MaxNodeScore`).
 pub const MAX_NODE_SCORE: i64 = 100;
 
@@ -509,14 +526,16 @@ pub const MAX_NODE_SCORE: i64 = 100;
 pub trait ScorePlugin: Send + Sync {
     /// Upstream plugin name.
     fn name(&self) -> &'static str;
-    /// Once per pod, over the feasible nodes (upstream `PreScore`).
+    /// Once per pod, over the feasible nodes (upstream `PreScore`); [`PreScore::Skip`] when
+    /// every node would get the same score, which cannot change the ranking.
     fn pre_score(
         &self,
         _cx: &Cluster,
         _pod: &PodInfo,
         _feasible: &[&NodeInfo],
         _state: &mut CycleState,
-    ) {
+    ) -> PreScore {
+        PreScore::Run
     }
     /// The score for one node.
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;

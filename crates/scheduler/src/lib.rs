@@ -36,6 +36,11 @@ pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 /// How often parked pods are retried even if nothing changed.
 const FLUSH_EVERY: Duration = Duration::from_secs(15);
 
+/// Bindings in flight at once. Beyond this the scheduling loop waits for one to finish, so a
+/// backlog of pending pods cannot flood the runtime with binding tasks and starve the API's
+/// watches and the event writer of their turn.
+const BINDINGS_IN_FLIGHT: usize = 512;
+
 /// Whether this scheduler should place the pod.
 fn is_pending_for_us(pod: &Value) -> bool {
     let unbound = pod
@@ -99,6 +104,8 @@ struct Scheduler {
     bound_tx: mpsc::UnboundedSender<Bound>,
     /// Where `Scheduled` events go.
     recorder: events::Recorder,
+    /// Permits for bindings in flight ([`BINDINGS_IN_FLIGHT`]).
+    binding_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The outcome of one background binding (upstream's binding cycle runs apart from the
@@ -132,6 +139,7 @@ pub async fn run(client: Arc<dyn Client>, informers: Informers, cancel: Cancella
         assumed: HashSet::new(),
         bound_tx,
         recorder,
+        binding_slots: Arc::new(tokio::sync::Semaphore::new(BINDINGS_IN_FLIGHT)),
     };
     s.resync();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
@@ -351,7 +359,7 @@ impl Scheduler {
             }
         };
         let (message, preemption) = match step {
-            Step::Bind(node) => return self.bind(key, &info, &node),
+            Step::Bind(node) => return self.bind(key, &info, &node).await,
             Step::Fail(message, preemption) => (message, preemption),
         };
         self.queue.park(key.to_string(), &pod);
@@ -368,7 +376,10 @@ impl Scheduler {
     }
 
     /// Assume the pod on the node and bind it in the background.
-    fn bind(&mut self, key: &str, info: &PodInfo, node: &str) {
+    async fn bind(&mut self, key: &str, info: &PodInfo, node: &str) {
+        let Ok(slot) = self.binding_slots.clone().acquire_owned().await else {
+            return;
+        };
         let pod = &info.pod;
         self.cache.assume(info, node);
         self.assumed.insert(key.to_string());
@@ -381,6 +392,7 @@ impl Scheduler {
                 str_at(&pod, "/metadata/name"),
             );
             let result = client.bind(ns, name, &node).await;
+            drop(slot);
             if result.is_ok() {
                 let msg = format!("Successfully assigned {ns}/{name} to {node}");
                 recorder.record(&pod, "Normal", "Scheduled", &msg);

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::framework::{
-    Cluster, CycleState, FilterPlugin, NodeInfo, PlacedPod, PodInfo, ScorePlugin, Status, str_at,
+    Cluster, CycleState, FilterPlugin, NodeInfo, PlacedPod, PodInfo, PreScore, ScorePlugin, Status,
+    str_at,
 };
 use crate::plugins;
 
@@ -97,7 +98,11 @@ pub fn num_feasible_nodes_to_find(all: usize) -> usize {
 /// Run every filter's pre-filter; the first rejection applies to every node.
 pub fn pre_filter(profile: &Profile, cx: &Cluster, pod: &PodInfo) -> Result<CycleState, Status> {
     let mut state = CycleState::default();
-    for f in &profile.filters {
+    for (i, f) in profile.filters.iter().enumerate() {
+        if i < 64 && f.skip(pod) {
+            state.skipped_filters |= 1 << i;
+            continue;
+        }
         match f.pre_filter(cx, pod, &mut state) {
             Status::Fit => {}
             rejected => return Err(rejected),
@@ -113,7 +118,10 @@ pub fn run_filters(
     pod: &PodInfo,
     node: &NodeInfo,
 ) -> Status {
-    for f in &profile.filters {
+    for (i, f) in profile.filters.iter().enumerate() {
+        if i < 64 && state.skipped_filters & (1 << i) != 0 {
+            continue;
+        }
         let s = f.filter(state, pod, node);
         if s != Status::Fit {
             return s;
@@ -244,13 +252,15 @@ fn best<'a>(
     mut state: CycleState,
     feasible: &[&'a NodeInfo],
 ) -> &'a str {
-    for s in &profile.scores {
-        s.pre_score(cx, pod, feasible, &mut state);
-    }
+    let run: Vec<bool> = profile
+        .scores
+        .iter()
+        .map(|s| s.pre_score(cx, pod, feasible, &mut state) == PreScore::Run)
+        .collect();
     let mut total = vec![0i64; feasible.len()];
     // One buffer for every plugin's raw scores.
     let mut scores: Vec<(&str, i64)> = Vec::with_capacity(feasible.len());
-    for s in &profile.scores {
+    for (s, _) in profile.scores.iter().zip(&run).filter(|(_, run)| **run) {
         scores.clear();
         scores.extend(
             feasible

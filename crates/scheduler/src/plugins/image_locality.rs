@@ -9,7 +9,9 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::framework::{Cluster, CycleState, MAX_NODE_SCORE, NodeInfo, PodInfo, ScorePlugin};
+use crate::framework::{
+    Cluster, CycleState, MAX_NODE_SCORE, NodeInfo, PodInfo, PreScore, ScorePlugin,
+};
 
 /// Upstream plugin name.
 pub const NAME: &str = "ImageLocality";
@@ -59,7 +61,7 @@ impl ScorePlugin for ImageLocality {
         pod: &PodInfo,
         _feasible: &[&NodeInfo],
         state: &mut CycleState,
-    ) {
+    ) -> PreScore {
         let mut images = Vec::new();
         let mut containers = 0;
         for list in ["initContainers", "containers"] {
@@ -76,11 +78,16 @@ impl ScorePlugin for ImageLocality {
                 }
             }
         }
+        // No node holds any of the pod's images: every node scores 0.
+        if images.iter().all(|(_, holders)| *holders == 0) {
+            return PreScore::Skip;
+        }
         state.write(State {
             images,
             total_nodes: cx.nodes.len(),
             containers,
         });
+        PreScore::Run
     }
 
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {

@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Status};
+use crate::framework::{
+    Cluster, CycleState, FilterPlugin, NodeInfo, PodInfo, PreScore, ScorePlugin, Status,
+};
 
 /// Upstream plugin name.
 pub const NAME: &str = "NodeAffinity";
@@ -55,6 +57,10 @@ impl FilterPlugin for NodeAffinity {
         NAME
     }
 
+    fn skip(&self, pod: &PodInfo) -> bool {
+        pod.node_selector.is_empty() && pod.required_node_terms.is_none()
+    }
+
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         if matches_required(pod, node) {
             Status::Fit
@@ -80,6 +86,20 @@ pub fn matches_required(pod: &PodInfo, node: &NodeInfo) -> bool {
 impl ScorePlugin for NodeAffinity {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn pre_score(
+        &self,
+        _cx: &Cluster,
+        pod: &PodInfo,
+        _feasible: &[&NodeInfo],
+        _state: &mut CycleState,
+    ) -> PreScore {
+        if pod.preferred_node_terms.is_empty() {
+            PreScore::Skip
+        } else {
+            PreScore::Run
+        }
     }
 
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {

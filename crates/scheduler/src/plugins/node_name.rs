@@ -14,6 +14,10 @@ impl FilterPlugin for NodeName {
         NAME
     }
 
+    fn skip(&self, pod: &PodInfo) -> bool {
+        pod.node_name.is_empty()
+    }
+
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         if !pod.node_name.is_empty() && pod.node_name != node.name {
             Status::Unresolvable("node(s) didn't match the requested node name".into())

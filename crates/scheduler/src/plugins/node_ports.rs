@@ -14,6 +14,10 @@ impl FilterPlugin for NodePorts {
         NAME
     }
 
+    fn skip(&self, pod: &PodInfo) -> bool {
+        pod.ports.is_empty()
+    }
+
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for (proto, ip, port) in &pod.ports {
             let clash = node.used_ports.iter().any(|(p2, ip2, port2)| {

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use super::node_affinity::matches_required;
 use super::taint_toleration::untolerated;
 use crate::framework::{
-    Cluster, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, PlacedPod, PodInfo, ScorePlugin,
-    Status,
+    Cluster, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeInfo, PlacedPod, PodInfo, PreScore,
+    ScorePlugin, Status,
 };
 
 /// Upstream plugin name.
@@ -157,6 +157,13 @@ impl FilterPlugin for PodTopologySpread {
         NAME
     }
 
+    fn skip(&self, pod: &PodInfo) -> bool {
+        pod.pod
+            .at("/spec/topologySpreadConstraints")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+    }
+
     fn pre_filter(&self, cx: &Cluster, pod: &PodInfo, state: &mut CycleState) -> Status {
         let constraints = constraints(pod, "DoNotSchedule");
         if constraints.is_empty() {
@@ -254,10 +261,10 @@ impl ScorePlugin for PodTopologySpread {
         pod: &PodInfo,
         feasible: &[&NodeInfo],
         state: &mut CycleState,
-    ) {
+    ) -> PreScore {
         let constraints = constraints(pod, "ScheduleAnyway");
         if constraints.is_empty() {
-            return;
+            return PreScore::Skip;
         }
         let mut ignored = HashSet::new();
         let mut counts = HashMap::new();
@@ -310,6 +317,7 @@ impl ScorePlugin for PodTopologySpread {
             counts,
             weights,
         });
+        PreScore::Run
     }
 
     /// Raw score: matching pods in the node's domains, weighted (lower is better until

@@ -55,6 +55,10 @@ impl FilterPlugin for RuntimeClass {
         NAME
     }
 
+    fn skip(&self, pod: &PodInfo) -> bool {
+        str_at(&pod.pod, "/spec/runtimeClassName").is_empty()
+    }
+
     fn pre_filter(&self, cx: &Cluster, pod: &PodInfo, state: &mut CycleState) -> Status {
         let class = str_at(&pod.pod, "/spec/runtimeClassName");
         if class.is_empty() {
