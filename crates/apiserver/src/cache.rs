@@ -88,7 +88,18 @@ pub struct Cache {
     inner: RwLock<Inner>,
     live: broadcast::Sender<Arc<Change>>,
     revision_tx: watch::Sender<Revision>,
+    /// Callers of [`Cache::wait_for`], by the revision each waits for. Each applied change
+    /// wakes only the callers it satisfies: with hundreds of writes in flight, waking every
+    /// waiter on every change (a `watch` channel's way) cost more than the writes.
+    waiters: std::sync::Mutex<Waiters>,
     capacity: usize,
+}
+
+/// Pending [`Cache::wait_for`] calls; `closed` once the cache stops following the store.
+#[derive(Default)]
+struct Waiters {
+    by_revision: BTreeMap<Revision, Vec<tokio::sync::oneshot::Sender<()>>>,
+    closed: bool,
 }
 
 /// Errors starting a watch.
@@ -150,6 +161,7 @@ impl Cache {
             }),
             live,
             revision_tx,
+            waiters: Default::default(),
             capacity,
         });
         let mut events = store.watch("/registry/", initial.revision)?;
@@ -188,6 +200,8 @@ impl Cache {
                     None => break,
                 }
             }
+            // Nothing will move the revision any more: let every waiter serve what there is.
+            feeder.close_waiters();
         });
         Ok(cache)
     }
@@ -271,6 +285,36 @@ impl Cache {
             }
             moved
         });
+        self.wake(revision);
+    }
+
+    /// Release the waiters for `revision` and older (after the revision was published).
+    fn wake(&self, revision: Revision) {
+        let ready = {
+            let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if w.by_revision
+                .first_key_value()
+                .is_none_or(|(first, _)| *first > revision)
+            {
+                return;
+            }
+            let later = w.by_revision.split_off(&(revision + 1));
+            std::mem::replace(&mut w.by_revision, later)
+        };
+        for tx in ready.into_values().flatten() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn close_waiters(&self) {
+        let all = {
+            let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            w.closed = true;
+            std::mem::take(&mut w.by_revision)
+        };
+        for tx in all.into_values().flatten() {
+            let _ = tx.send(());
+        }
     }
 
     fn apply(&self, ev: Event) {
@@ -280,6 +324,7 @@ impl Cache {
             Err(e) => {
                 tracing::warn!(key = %ev.kv.key, error = %e, "undecodable object in store watch");
                 self.revision_tx.send_replace(revision);
+                self.wake(revision);
                 return;
             }
         };
@@ -308,13 +353,27 @@ impl Cache {
         let _ = self.live.send(change);
         drop(inner);
         self.revision_tx.send_replace(revision);
+        self.wake(revision);
     }
 
-    /// Wait until the cache has applied every write up to `revision`.
+    /// Wait until the cache has applied every write up to `revision` (at once if it has, or if
+    /// the cache stopped following the store: then it serves what it has).
     pub async fn wait_for(&self, revision: Revision) {
-        let mut rx = self.revision_tx.subscribe();
-        // An error means the feeder is gone (shutdown); serve what we have.
-        let _ = rx.wait_for(|r| *r >= revision).await;
+        if *self.revision_tx.borrow() >= revision {
+            return;
+        }
+        let rx = {
+            let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            // Checked again under the lock: a change applied since is published before its
+            // waiters are woken under this same lock, so it cannot be missed.
+            if w.closed || *self.revision_tx.borrow() >= revision {
+                return;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            w.by_revision.entry(revision).or_default().push(tx);
+            rx
+        };
+        let _ = rx.await;
     }
 
     /// The revision the cache has caught up to.
@@ -395,6 +454,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use ledge_store::{EmbeddedOptions, EmbeddedStore, KeyValue};
+    use std::time::Duration;
 
     fn cm(name: &str, value: &str) -> Bytes {
         Bytes::from(
@@ -465,6 +525,48 @@ mod tests {
             .collect();
         assert_eq!(names, ["changed", "kept", "new"]);
         cancel.cancel();
+        store.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn waiters_are_released_by_the_revision_they_wait_for_and_by_a_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("db"), EmbeddedOptions::default()).unwrap();
+        let key = |n: &str| format!("/registry/configmaps/default/{n}");
+        let cancel = CancellationToken::new();
+        let cache = Cache::start(Arc::new(store.clone()), 100, cancel.clone())
+            .await
+            .unwrap();
+        let base = cache.revision();
+        // Already reached: no wait at all.
+        cache.wait_for(base).await;
+        let waiter = |rev: Revision| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.wait_for(rev).await })
+        };
+        let (first, second, far) = (waiter(base + 1), waiter(base + 2), waiter(base + 100));
+        store.create(&key("a"), cm("a", "1")).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), first)
+            .await
+            .expect("the first write releases its waiter")
+            .unwrap();
+        assert!(
+            !second.is_finished(),
+            "a waiter for a later revision keeps waiting"
+        );
+        store.create(&key("b"), cm("b", "1")).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the second write releases its waiter")
+            .unwrap();
+        assert!(!far.is_finished());
+        // The cache stops following the store: the rest are let go to serve what there is.
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(10), far)
+            .await
+            .expect("a stopped cache releases its waiters")
+            .unwrap();
         store.shutdown().await.unwrap();
     }
 }

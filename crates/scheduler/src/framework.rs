@@ -221,6 +221,8 @@ pub struct NodeInfo {
     /// Runtime handlers the node offers (`node.ledge.dev/runtime.<handler>=true` labels),
     /// for the RuntimeClass filter.
     pub runtimes: Vec<String>,
+    /// The same as bits (see `plugins::runtime_class`), for the per-node check.
+    pub runtime_bits: u64,
     /// `spec.unschedulable` (cordoned).
     pub unschedulable: bool,
     /// `spec.taints`.
@@ -245,6 +247,7 @@ impl NodeInfo {
             name: String::new(),
             labels: HashMap::new(),
             runtimes: Vec::new(),
+            runtime_bits: 0,
             unschedulable: false,
             taints: Vec::new(),
             allocatable: Resources::default(),
@@ -267,7 +270,7 @@ impl NodeInfo {
             .flatten()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect();
-        self.runtimes = offered_runtimes(&self.labels);
+        (self.runtimes, self.runtime_bits) = offered_runtimes(&self.labels);
         self.unschedulable = node.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true);
         self.taints = node
             .at("/spec/taints")

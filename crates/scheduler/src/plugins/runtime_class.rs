@@ -32,6 +32,8 @@ pub struct RuntimeClass;
 struct Required {
     /// The class's handler: the runtime a node must offer.
     handler: String,
+    /// How to check for it.
+    offer: Offer,
     /// `scheduling.nodeSelector`: key and wanted value (`None` for a value that is not a
     /// string, which only a node without the label matches).
     node_selector: Vec<(String, Option<String>)>,
@@ -40,14 +42,47 @@ struct Required {
 }
 
 /// The handlers a node offers, from its labels: decoded once per Node change into
-/// [`NodeInfo::runtimes`].
-pub fn offered_runtimes(labels: &HashMap<String, String>) -> Vec<String> {
-    labels
+/// [`NodeInfo::runtimes`] and, as bits, [`NodeInfo::runtime_bits`].
+pub fn offered_runtimes(labels: &HashMap<String, String>) -> (Vec<String>, u64) {
+    let names: Vec<String> = labels
         .iter()
         .filter(|(_, v)| *v == "true")
         .filter_map(|(k, _)| k.strip_prefix(RUNTIME_LABEL_PREFIX))
         .map(str::to_string)
-        .collect()
+        .collect();
+    let bits = names
+        .iter()
+        .filter_map(|n| handler_bit(n, true))
+        .fold(0, |acc, b| acc | b);
+    (names, bits)
+}
+
+/// Every handler name any node offered, numbered in order of first sight; the first 64 get a
+/// bit, so the per-node check is one AND on a field of the node info instead of following two
+/// pointers to compare strings (which cost a cache miss per node at 5,000 nodes).
+static HANDLERS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The bit of a handler name, numbering it if `add` and it is new; `None` past the 64th name
+/// (or for an unknown name without `add`).
+fn handler_bit(name: &str, add: bool) -> Option<u64> {
+    let mut names = HANDLERS.lock().unwrap_or_else(|p| p.into_inner());
+    let i = match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None if add => {
+            names.push(name.to_string());
+            names.len() - 1
+        }
+        None => return None,
+    };
+    (i < 64).then(|| 1u64 << i)
+}
+
+/// How the per-node check tells whether a node offers the handler.
+enum Offer {
+    /// The handler's bit in [`NodeInfo::runtime_bits`].
+    Bit(u64),
+    /// No node has offered it yet, or it has no bit: compare names.
+    Name,
 }
 
 impl FilterPlugin for RuntimeClass {
@@ -74,8 +109,10 @@ impl FilterPlugin for RuntimeClass {
             .flatten()
             .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
             .collect();
+        let handler = str_at(&rc, "/handler");
         state.write(Required {
-            handler: str_at(&rc, "/handler").to_string(),
+            handler: handler.to_string(),
+            offer: handler_bit(handler, false).map_or(Offer::Name, Offer::Bit),
             node_selector,
             reason: format!("node(s) didn't support runtime class \"{class}\""),
         });
@@ -86,7 +123,10 @@ impl FilterPlugin for RuntimeClass {
         let Some(req) = state.read::<Required>() else {
             return Status::Fit;
         };
-        let offers = node.runtimes.contains(&req.handler);
+        let offers = match req.offer {
+            Offer::Bit(bit) => node.runtime_bits & bit != 0,
+            Offer::Name => node.runtimes.contains(&req.handler),
+        };
         if offers
             && req
                 .node_selector
