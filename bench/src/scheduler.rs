@@ -496,6 +496,10 @@ fn spawn_server(
         .args(["--https-listen-port", &port.to_string()])
         .args(["--bind-address", "127.0.0.1"])
         .args(["--node-monitor-grace-period", "86400"])
+        // History for every change of the run, so the harness's watch, on the same two cores
+        // as the server, can fall behind without being cut off ("410 Expired") and relisting,
+        // which would time a whole batch of bindings at the list.
+        .args(["--watch-history", "250000"])
         .args(extra)
         .env("LEDGE_LOG", "warn");
     proc::Server::spawn(
