@@ -140,10 +140,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImageCli {
-    /// Import a Wasm module, a Wasm component or a native executable as an image.
+    /// Import a Wasm module, a Wasm component, an OCI image archive holding one, or a native
+    /// executable as an image.
     ///
-    /// Wasm is compiled for this node on import, into the agent's compiled-code cache, so pods
-    /// start without compiling; a Wasm binary that does not compile is refused.
+    /// An OCI archive (an `oci-layout` tar, as `oras`, `skopeo` or `docker save` ≥ 25 write)
+    /// gives the Wasm layer of its manifest: the only one, or the one whose
+    /// `org.opencontainers.image.ref.name` is the tag of --name; every blob read is checked
+    /// against its digest. Container images (file-system layers) are refused: ledge has no
+    /// container runtime yet. Wasm is compiled for this node on import, into the agent's
+    /// compiled-code cache, so pods start without compiling; a Wasm binary that does not
+    /// compile is refused.
     Import {
         /// The file to import.
         file: PathBuf,

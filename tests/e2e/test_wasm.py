@@ -187,3 +187,60 @@ def test_trap_and_bad_images_are_reported(cluster, ns, tmp_path):
     rejected = cluster.kubectl("-n", ns, "apply", "-f", "-", check=False, input=e2e_util.manifest(
         command_pod("nope", "hello-p1:1", runtimeClassName="no-such-class")))
     assert rejected.returncode != 0 and 'RuntimeClass "no-such-class" not found' in rejected.stderr
+
+
+def oci_archive(path: Path, wasm: bytes, tag: str, layer_type: str = "application/wasm") -> Path:
+    """An OCI image layout tar holding `wasm` as the one layer of a manifest tagged `tag`, as
+    `oras` or `wasm-to-oci` would lay it out."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    def digest(b: bytes) -> str:
+        return "sha256:" + hashlib.sha256(b).hexdigest()
+
+    config = b"{}"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": layer_type, "digest": digest(wasm), "size": len(wasm)}],
+    }).encode()
+    index = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(manifest),
+        "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": tag}}]}).encode()
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index),
+                           (f"blobs/sha256/{digest(config)[7:]}", config),
+                           (f"blobs/sha256/{digest(wasm)[7:]}", wasm),
+                           (f"blobs/sha256/{digest(manifest)[7:]}", manifest)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_oci_archive_of_a_wasm_module_imports_and_runs(cluster, ns, tmp_path):
+    archive = oci_archive(tmp_path / "hello.tar", fixture("hello-p1.wasm").read_bytes(), "oci")
+    out = subprocess.run([str(cluster.ledge_bin), "image", "import", str(archive), "--name",
+                          "hello-oci:oci", "--data-dir", str(cluster.agent_dir)],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert "OCI image archive, Wasm layer of manifest sha256:" in out.stdout
+    listed = subprocess.run([str(cluster.ledge_bin), "image", "list", "--data-dir",
+                             str(cluster.agent_dir)], capture_output=True, text=True)
+    assert any(line.split()[:2] == ["hello-oci:oci", "wasm-module"]
+               for line in listed.stdout.splitlines()), listed.stdout
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
+        command_pod("from-oci", "hello-oci:oci", restartPolicy="Never")))
+    e2e_util.wait_until(lambda: cluster.pod(ns, "from-oci")["status"].get("phase") == "Succeeded",
+                        "the module from the OCI archive to run")
+    assert "hello from c" in cluster.kubectl("-n", ns, "logs", "from-oci").stdout
+    # A container image (file-system layers) is refused, saying why.
+    image = oci_archive(tmp_path / "app.tar", b"\x1f\x8b not a wasm layer", "latest",
+                        "application/vnd.oci.image.layer.v1.tar+gzip")
+    bad = subprocess.run([str(cluster.ledge_bin), "image", "import", str(image), "--name",
+                          "app:latest", "--data-dir", str(cluster.agent_dir)],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 1 and "a container image" in bad.stderr, bad.stderr

@@ -40,25 +40,29 @@ pub fn run_image(data_dir: &Path, command: ImageCommand) -> anyhow::Result<()> {
     let store = ImageStore::new(data_dir);
     match command {
         ImageCommand::Import { file, name } => {
+            // An OCI image archive: its Wasm layer is what gets imported.
+            let extracted = from_oci_archive(data_dir, &file, &name)?;
+            let source = file.clone();
+            let file = extracted.as_ref().map_or(file, |t| t.path().to_path_buf());
             // Compiled first: a Wasm binary that does not compile is not stored at all.
             let compiled = match sniff(&file) {
                 Some(ImageKind::WasmModule | ImageKind::WasmComponent) => Some(
                     precompile(data_dir, &file, &name)
-                        .with_context(|| format!("cannot import {}", file.display()))?,
+                        .with_context(|| format!("cannot import {}", source.display()))?,
                 ),
                 _ => None,
             };
-            let bar = Progress::new("importing", file_label(&file));
+            let bar = Progress::new("importing", file_label(&source));
             let rec = store
                 .import(&file, &name, |done, total| {
                     let mb = |b: u64| b as f64 / 1e6;
                     bar.show(done, total, &format!("{:.1}/{:.1} MB", mb(done), mb(total)))
                 })
-                .with_context(|| format!("cannot import {}", file.display()))?;
+                .with_context(|| format!("cannot import {}", source.display()))?;
             bar.finish();
             println!(
                 "imported {} as {name} ({}, {}, {} bytes) into {}",
-                file.display(),
+                source.display(),
                 rec.digest,
                 serde_kind(rec.kind),
                 rec.size,
@@ -98,6 +102,40 @@ pub fn run_image(data_dir: &Path, command: ImageCommand) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// The Wasm layer of an OCI image archive, in a temporary file under the data dir; `None` when
+/// `file` is not a tar archive.
+fn from_oci_archive(
+    data_dir: &Path,
+    file: &Path,
+    name: &str,
+) -> anyhow::Result<Option<tempfile::NamedTempFile>> {
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(file)
+        .with_context(|| format!("cannot import {}", file.display()))?
+        .take(512)
+        .read_to_end(&mut head)
+        .with_context(|| format!("cannot import {}", file.display()))?;
+    if !ledge_agent::image::oci::is_tar(&head) {
+        return Ok(None);
+    }
+    let (wasm, manifest) = ledge_agent::image::oci::wasm_payload(file, name)
+        .map_err(|reason| anyhow::anyhow!("cannot import {}: {reason}", file.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".oci-import-")
+        .tempfile_in(data_dir)
+        .with_context(|| format!("cannot write under {}", data_dir.display()))?;
+    tmp.write_all(&wasm)
+        .with_context(|| format!("cannot write under {}", data_dir.display()))?;
+    println!(
+        "{}: OCI image archive, Wasm layer of manifest {manifest} ({} bytes)",
+        file.display(),
+        wasm.len()
+    );
+    Ok(Some(tmp))
 }
 
 /// What the file is, from its first bytes; `None` when it cannot be read or is not an image

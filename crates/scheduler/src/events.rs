@@ -66,7 +66,9 @@ async fn write_events(
     dropped: Arc<AtomicU64>,
     cancel: CancellationToken,
 ) {
-    let mut warned = (Instant::now(), 0u64);
+    // (when last warned, drops counted then): the first drops are reported at once.
+    let start = Instant::now();
+    let mut warned = (start.checked_sub(WARN_EVERY).unwrap_or(start), 0u64);
     loop {
         let (ns, event) = tokio::select! {
             _ = cancel.cancelled() => return,

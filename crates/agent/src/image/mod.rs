@@ -5,6 +5,8 @@
 //! an exclusive lock on `refs.lock`, and every file is replaced atomically (write, fsync,
 //! rename), so a crash never leaves a half-written reference.
 
+pub mod oci;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -49,8 +51,8 @@ impl ImageKind {
         if head.starts_with(b"\x7fELF") || head.starts_with(b"#!") {
             return Ok(ImageKind::Executable);
         }
-        if head.len() > 262 && &head[257..262] == b"ustar" {
-            return Err("an OCI/Docker image archive: importing archives is not supported yet; import the Wasm module or the executable itself".into());
+        if oci::is_tar(head) {
+            return Err("a tar archive: `ledge image import` takes the Wasm binary out of an OCI image archive first".into());
         }
         Err("neither a WebAssembly module or component nor a native executable".into())
     }
