@@ -9,10 +9,10 @@
 //!
 //! A data dir that already holds credentials is reused and the token is not needed.
 
-use ledge_api::Pointer as _;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use ledge_api::Pointer as _;
 use ledge_controller::{Client, Kind};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use serde_json::{Value, json};

@@ -34,12 +34,12 @@ pub mod runtime;
 pub mod token;
 pub mod tunnel;
 
-use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;

@@ -4,12 +4,12 @@
 //! the node address and the pod's port. Endpoints come from EndpointSlices; Services and slices
 //! are followed with informers, and listeners open and close as Services come and go.
 
-use ledge_api::Pointer as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use ledge_api::Pointer as _;
 use ledge_controller::kinds::{ENDPOINT_SLICE, SERVICE};
 use ledge_controller::{Client, Informer};
 use serde_json::Value;

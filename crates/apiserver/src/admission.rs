@@ -2,9 +2,9 @@
 //! NodePort allocation for Services; priority and RuntimeClass resolution for Pods. Kept
 //! apart from the per-kind strategies, which are pure.
 
-use ledge_api::Pointer as _;
 use std::collections::HashSet;
 
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, StatusCause};
 use serde_json::{Value, json};
 

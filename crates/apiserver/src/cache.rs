@@ -7,11 +7,11 @@
 //! under the history lock, so no event is missed or seen twice, and every watcher sees the same
 //! order.
 
-use ledge_api::Pointer as _;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use futures_util::StreamExt;
+use ledge_api::Pointer as _;
 use ledge_store::{Event, EventKind, Revision, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};

@@ -4,7 +4,6 @@
 //! `kubectl logs` (and later exec and port-forward) reach a node this way, so an edge device
 //! never needs an inbound port.
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +17,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 
 use crate::auth::User;
 use crate::http::body::Body;

@@ -3,10 +3,10 @@
 //! event about the same object bumps `count` and `lastTimestamp` instead of adding an object
 //! (the event correlator's de-duplication). `kubectl describe` lists them.
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::client::{Client, Kind};

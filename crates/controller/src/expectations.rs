@@ -6,11 +6,11 @@
 //! the creation, and does it show the deleted object gone or terminating? So nothing is lost if
 //! an event is missed, and an expectation never outlives [`TTL`].
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use crate::informer::{Informer, Store};

@@ -2,13 +2,13 @@
 //! a local [`Store`], and tells subscribers which objects changed. A watch that ends is resumed
 //! from the last resourceVersion seen; a `410 Expired` relists (client-go reflector semantics).
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use ledge_api::Pointer as _;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;

@@ -3,10 +3,10 @@
 //! match — with upstream's rules (`pkg/controller/controller_ref_manager.go`). The garbage
 //! collector in the API server follows the same references when an owner is deleted.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_api::selector::LabelSelector;
 use serde_json::{Value, json};
 

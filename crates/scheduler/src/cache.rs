@@ -3,10 +3,10 @@
 //! image — kept up to date incrementally from pod and node changes so a scheduling decision
 //! never scans every pod.
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use crate::framework::{NodeInfo, PlacedPod, PodInfo, str_at};

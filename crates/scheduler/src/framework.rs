@@ -1,11 +1,11 @@
 //! The scheduling framework's vocabulary: what a plugin sees of a pod and a node, and what it
 //! answers (upstream `pkg/scheduler/framework`).
 
-use ledge_api::Pointer as _;
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use crate::plugins::runtime_class::offered_runtimes;

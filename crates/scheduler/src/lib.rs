@@ -12,11 +12,11 @@ pub mod plugins;
 pub mod queue;
 pub mod schedule;
 
-use ledge_api::Pointer as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ledge_api::Pointer as _;
 use ledge_api::time::now;
 use ledge_controller::kinds::{EVENT, NODE, POD, POD_DISRUPTION_BUDGET, RUNTIME_CLASS};
 use ledge_controller::{Client, Informer, ObjectKey};

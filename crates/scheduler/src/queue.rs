@@ -2,10 +2,10 @@
 //! pods that did not fit wait in an unschedulable set until the cluster changes (a node
 //! appears or changes, a pod goes away) or a periodic flush retries them.
 
-use ledge_api::Pointer as _;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 /// The queue.

@@ -6,10 +6,10 @@
 pub mod facts;
 pub mod status;
 
-use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_controller::{Client, kinds};
 use serde_json::{Map, Value, json};
 

@@ -3,9 +3,9 @@
 //! ConfigMap and Secret keys; `$(VAR)` in values, command and args expands to variables defined
 //! before it, `$$` escapes, unknown references stay as written.
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use super::refs::{RefKind, Refs};

@@ -1,11 +1,11 @@
 //! The ConfigMaps and Secrets a pod references (env, envFrom, volumes), fetched before its
 //! containers start so env and volume contents are computed from one consistent snapshot.
 
-use ledge_api::Pointer as _;
 use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine as _;
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_controller::{Client, kinds};
 use serde_json::Value;
 

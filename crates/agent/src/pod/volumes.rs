@@ -3,12 +3,12 @@
 //! key, `items` and `defaultMode` honoured), `downwardAPI`, `projected` (ConfigMap, Secret and
 //! downward API sources) and `hostPath` (the host's own path, with its `type` checked).
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use super::env::{self, NodeFacts};

@@ -7,7 +7,6 @@
 //! State lives in [`PodState`] behind a mutex; every change wakes the status pusher, which
 //! writes `pods/<name>/status` only when the status actually changed.
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use ledge_api::Pointer as _;
 use ledge_controller::kinds::POD;
 use ledge_runtime::log::LogWriter;
 use ledge_runtime::{ContainerSpec, Limits, Port, Protocol, Runtime};

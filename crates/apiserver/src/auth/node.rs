@@ -15,9 +15,9 @@
 //! events by name (the shared event recorder reads an event before counting a repeat); mirror
 //! pods do not exist, so a node creates no pods.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use ledge_api::selector::FieldSelector;
 use serde_json::Value;
 

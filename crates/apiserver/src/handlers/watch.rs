@@ -3,7 +3,6 @@
 //! appear as ADDED/DELETED; a resourceVersion older than the cache's history gets an ERROR event
 //! with a 410 `Expired` status, as upstream does.
 
-use ledge_api::Pointer as _;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use futures_util::stream;
 use http::{Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, StatusCause};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};

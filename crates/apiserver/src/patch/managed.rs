@@ -3,9 +3,9 @@
 //! simplified: ownership is tracked per leaf field; lists are associative where the kind's
 //! patch schema gives a merge key, sets where it says "merge" on primitives, atomic otherwise).
 
-use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 
+use ledge_api::Pointer as _;
 use ledge_api::{ApiError, StatusCause};
 use serde_json::{Map, Value, json};
 

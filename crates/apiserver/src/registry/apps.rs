@@ -1,9 +1,9 @@
 //! Strategies for the workload kinds (apps/v1, batch/v1): pod-template defaults, selector
 //! validation, generation tracking and the upstream table columns.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use ledge_api::StatusCause;
 use serde_json::{Value, json};
 

@@ -1,9 +1,9 @@
 //! Strategies for the core/v1 kinds: defaults, validation and table columns as upstream's
 //! `pkg/registry/core/*` and printers define them.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use ledge_api::StatusCause;
 use serde_json::{Value, json};
 

@@ -2,9 +2,9 @@
 //! served version) and gets the `Established`/`NamesAccepted` status; a deleted CRD stops
 //! being served and its custom resources are deleted.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -10,11 +10,11 @@
 //! for a year; a request that cannot be signed gets a `Failed` condition. Anything else stays
 //! pending. Approval and signing are two writes, as upstream's two controllers make.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{Datelike as _, Duration, Utc};
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509CertificationRequest};

@@ -5,10 +5,10 @@
 //! It keeps an index of owners → dependents, updated from the change stream, so a deletion
 //! costs work proportional to its dependents, not to the cluster size.
 
-use ledge_api::Pointer as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;

@@ -2,9 +2,9 @@
 //! finalizer removed, which lets the object go. Every live namespace gets a `default`
 //! ServiceAccount and the `kube-root-ca.crt` ConfigMap, as upstream controllers provide.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -2,9 +2,9 @@
 //! longer exists are deleted at once — nothing would ever stop them or confirm their end — and
 //! so are terminating pods that were never scheduled.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

@@ -2,10 +2,10 @@
 //! `lastSuccessfulTime` up to date from the CronJob's Jobs, start the Job of the most recent
 //! missed schedule time if allowed, prune history, and look again at the next schedule time.
 
-use ledge_api::Pointer as _;
 use std::time::Duration;
 
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_controller::kinds::{CRON_JOB, JOB};
 use ledge_controller::{Action, ObjectKey, is_namespace_terminating, owner};
 use serde_json::{Value, json};

@@ -6,11 +6,11 @@
 //! - [`rolling`]: replace pods of old templates within `maxUnavailable`, or, with `maxSurge`,
 //!   start new pods beside old ones and delete the old once the new are available.
 
-use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use super::history::HASH_LABEL;

@@ -2,11 +2,11 @@
 //! the current one, claim its pods, create and delete what [`plan::manage`] says — or, when
 //! nothing is missing, take one [`plan::rolling`] step — then prune history and write status.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_controller::kinds::{CONTROLLER_REVISION, DAEMON_SET, POD};
 use ledge_controller::{Action, ObjectKey, is_namespace_terminating, owner};
 use serde_json::{Value, json};

@@ -8,9 +8,9 @@
 //! and empty maps/lists dropped, as Go's semantic equality treats them as absent); FNV-32a and
 //! the safe alphabet are the same, so the value is a short valid label value without vowels.
 
-use ledge_api::Pointer as _;
 use std::fmt::Write as _;
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 /// The label (and selector key) a Deployment adds to each ReplicaSet and its pods.

@@ -4,10 +4,10 @@
 //! limit removes (upstream `pkg/controller/deployment/{rolling.go,sync.go}` and
 //! `util/deployment_util.go`). Pure functions over [`Rs`] views, so every rule is testable.
 
-use ledge_api::Pointer as _;
 use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use super::revision::{DESIRED_REPLICAS, MAX_REPLICAS, REVISION};

@@ -7,10 +7,10 @@
 //! ledge runs wasm and process pods in the host network, so several pods often share one IP:
 //! each pod is still its own endpoint (its own `targetRef`), never merged by address.
 
-use ledge_api::Pointer as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::{meta, pod};

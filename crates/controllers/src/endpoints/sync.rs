@@ -2,10 +2,10 @@
 //! EndpointSlices matched to what [`desired::slices`] says — unchanged slices kept, others
 //! rewritten in place, missing ones created, surplus ones deleted — then the legacy Endpoints.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_controller::kinds::{ENDPOINT_SLICE, ENDPOINTS, SERVICE};
 use ledge_controller::{Action, ObjectKey, is_namespace_terminating, owner};
 use serde_json::{Value, json};

@@ -3,10 +3,10 @@
 //! `completedIndexes` text, the conditions a finished Job gets, its deadline and its
 //! time-to-live after finishing.
 
-use ledge_api::Pointer as _;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
+use ledge_api::Pointer as _;
 use serde_json::{Value, json};
 
 use crate::{meta, pod};

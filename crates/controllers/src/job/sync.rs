@@ -3,13 +3,13 @@
 //! the Job completed or failed, create or delete pods towards `parallelism`, write status, and
 //! delete the Job once its TTL after finishing has passed.
 
-use ledge_api::Pointer as _;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_controller::kinds::{JOB, POD};
 use ledge_controller::{Action, ObjectKey, is_namespace_terminating, owner};
 use serde_json::{Value, json};

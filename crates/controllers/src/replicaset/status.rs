@@ -3,10 +3,10 @@
 //! readyReplicas, availableReplicas (ready for `minReadySeconds`), observedGeneration and the
 //! `ReplicaFailure` condition when creating or deleting pods failed.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use ledge_api::Pointer as _;
 use ledge_api::selector::LabelSelector;
 use serde_json::{Map, Value, json};
 

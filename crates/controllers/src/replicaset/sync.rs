@@ -2,12 +2,12 @@
 //! or delete the difference to `spec.replicas` unless earlier writes are still on their way
 //! to the cache, then write the status the pods give.
 
-use ledge_api::Pointer as _;
 use std::sync::Arc;
 
 use chrono::Utc;
 use futures_util::future::join_all;
 use ledge_api::ApiError;
+use ledge_api::Pointer as _;
 use ledge_controller::kinds::{POD, REPLICA_SET};
 use ledge_controller::{Action, ObjectKey, is_namespace_terminating, owner};
 use serde_json::Value;

@@ -12,10 +12,10 @@
 //! This file decides; the scheduler carries the decision out (DisruptionTarget condition,
 //! deletion with the victims' grace period, `Preempted` events, `nominatedNodeName`).
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use ledge_api::selector::LabelSelector;
 use serde_json::Value;
 

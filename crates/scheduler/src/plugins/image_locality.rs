@@ -4,9 +4,9 @@
 //! the sum maps onto 0–100 between 23 MiB and 1000 MiB per container (upstream
 //! `imagelocality/image_locality.go`).
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use crate::framework::{

@@ -9,9 +9,9 @@
 //! Not here: upstream's cluster-level default constraints for pods without any (derived from
 //! the Services and ReplicaSets selecting them).
 
-use ledge_api::Pointer as _;
 use std::collections::{HashMap, HashSet};
 
+use ledge_api::Pointer as _;
 use ledge_api::selector::LabelSelector;
 use serde_json::{Value, json};
 

@@ -10,10 +10,10 @@
 //! no longer exists fits nowhere. A pod without `runtimeClassName` is not restricted here:
 //! admission gives every new pod the cluster default.
 
-use ledge_api::Pointer as _;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ledge_api::Pointer as _;
 use serde_json::Value;
 
 use crate::framework::{Cluster, CycleState, FilterPlugin, NodeInfo, PodInfo, Status, str_at};
