@@ -295,6 +295,45 @@ async fn printer_column_is_what_kubectl_get_shows() -> anyhow::Result<()> {
     .await
 }
 
+#[tokio::test]
+async fn custom_resources_stay_served_while_their_crd_changes() -> anyhow::Result<()> {
+    with_server(|client| async move {
+        install_widget_crd(&client).await?;
+        let widgets: Api<Widget> = Api::namespaced(client.clone(), NS);
+        widgets
+            .create(&PostParams::default(), &widget("w1", 1))
+            .await?;
+        // Every change to the CRD (here its labels) makes the server re-read the served
+        // versions; a reader in between must never find the resource missing.
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let writer = async {
+            for i in 0..40 {
+                let patch = json!({"metadata": {"labels": {"round": i.to_string()}}});
+                crds.patch(CRD_NAME, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            anyhow::Ok(())
+        };
+        let reader = async {
+            let mut reads = 0;
+            loop {
+                widgets
+                    .get("w1")
+                    .await
+                    .with_context(|| format!("GET widgets/w1 after {reads} good reads"))?;
+                reads += 1;
+                tokio::task::yield_now().await;
+                if reads >= 400 {
+                    return anyhow::Ok(());
+                }
+            }
+        };
+        tokio::try_join!(writer, reader)?;
+        Ok(())
+    })
+    .await
+}
+
 /// `kubectl get widgets` as a Table: the server-side printing kubectl asks for.
 async fn printed_table(client: &Client) -> anyhow::Result<serde_json::Value> {
     let request = http::Request::get(format!("/apis/example.com/v1/namespaces/{NS}/widgets"))

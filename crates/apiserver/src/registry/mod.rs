@@ -90,31 +90,27 @@ impl Registry {
 
     /// Serve a resource (replacing one at the same group/version/plural).
     pub fn add(&self, res: Resource) {
-        let res = Arc::new(res);
-        let key = (
-            res.def.group.clone(),
-            res.def.version.clone(),
-            res.def.plural.clone(),
-        );
         let mut by_path = self.by_path.write().unwrap_or_else(|p| p.into_inner());
         let mut order = self.order.write().unwrap_or_else(|p| p.into_inner());
-        order.retain(|r| {
-            (
-                r.def.group.as_str(),
-                r.def.version.as_str(),
-                r.def.plural.as_str(),
-            ) != (key.0.as_str(), key.1.as_str(), key.2.as_str())
-        });
-        order.push(res.clone());
-        by_path.insert(key, res);
+        insert(&mut by_path, &mut order, res);
     }
 
     /// Stop serving a custom resource group/plural (all versions).
     pub fn remove_custom(&self, group: &str, plural: &str) {
+        self.replace_custom(group, plural, Vec::new());
+    }
+
+    /// Serve exactly `served` for a custom resource group/plural, in one step: a request that
+    /// races a CRD update finds either the old versions or the new ones, never neither (a
+    /// status write on the CRD must not make its resources 404 for a moment).
+    pub fn replace_custom(&self, group: &str, plural: &str, served: Vec<Resource>) {
         let mut by_path = self.by_path.write().unwrap_or_else(|p| p.into_inner());
         let mut order = self.order.write().unwrap_or_else(|p| p.into_inner());
         by_path.retain(|(g, _, p), r| !(r.custom && g == group && p == plural));
         order.retain(|r| !(r.custom && r.def.group == group && r.def.plural == plural));
+        for res in served {
+            insert(&mut by_path, &mut order, res);
+        }
     }
 
     /// Find a resource by path segments.
@@ -136,6 +132,23 @@ impl Registry {
     pub fn all(&self) -> Vec<Arc<Resource>> {
         self.order.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// Put `res` in both indexes, replacing any resource at its group/version/plural.
+fn insert(
+    by_path: &mut HashMap<Key, Arc<Resource>>,
+    order: &mut Vec<Arc<Resource>>,
+    res: Resource,
+) {
+    let res = Arc::new(res);
+    let key = (
+        res.def.group.clone(),
+        res.def.version.clone(),
+        res.def.plural.clone(),
+    );
+    order.retain(|r| (&r.def.group, &r.def.version, &r.def.plural) != (&key.0, &key.1, &key.2));
+    order.push(res.clone());
+    by_path.insert(key, res);
 }
 
 fn strategy_for(def: &ResourceDef) -> Arc<dyn Strategy> {

@@ -52,18 +52,20 @@ async fn handle(state: &Arc<ApiState>, kind: &ChangeKind, crd: &Value) {
         state.registry.remove_custom(&group, &plural);
         return;
     }
-    state.registry.remove_custom(&group, &plural);
     if object::is_deleting(crd) {
+        state.registry.remove_custom(&group, &plural);
         remove_instances(state, crd, &group, &plural).await;
         return;
     }
-    for v in served_versions(crd) {
-        state.registry.add(Resource {
+    let served = served_versions(crd)
+        .into_iter()
+        .map(|v| Resource {
             def: v.def,
             strategy: Arc::new(v.strategy),
             custom: true,
-        });
-    }
+        })
+        .collect();
+    state.registry.replace_custom(&group, &plural, served);
     let established = crd
         .at("/status/conditions")
         .and_then(Value::as_array)
