@@ -19,6 +19,7 @@ can see the real processes.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import signal
@@ -37,6 +38,8 @@ from e2e_util import Etcd, fingerprint, processes, running_pods, wait_until
 RUN = secrets.token_hex(4)
 RUN_MARKER = f"ledge-ha-{RUN}"
 NODES = ("ha-a", "ha-b", "ha-c")
+# An agent started with only one server's URL, which must learn the others from the cluster.
+LEARNER = "ha-learner"
 JOIN_TIMEOUT = 90.0
 POD_TIMEOUT = 90.0
 # How long the survivors are given to take over; generous: this bounds a broken system, it does
@@ -270,6 +273,22 @@ def test_killing_the_leader_hands_over_and_loses_nothing(ha, ns, ledge_bin, kube
     leader = identities[ha.holder(ha.servers[0])]
     survivor = next(s for s in ha.servers if s is not leader)
     on_survivor = ha.on(survivor)
+
+    # One more agent is told only the leader's address: it must learn the survivor from the
+    # cluster (the `kubernetes` Endpoints, kept in servers.json) to outlive the kill.
+    learner_dir = ha.base / LEARNER
+    ha.agents[LEARNER] = e2e_util.Agent(
+        ledge_bin, leader, learner_dir, LEARNER, ha.base / f"{LEARNER}.log",
+        token=e2e_util.create_token(ledge_bin, ha.servers[0].data_dir, "--ttl", "1h"),
+        extra=("--restart-backoff", "1s"))
+    wait_until(lambda: e2e_util.node_ready(kubectl, LEARNER), f"{LEARNER} to be Ready",
+               timeout=JOIN_TIMEOUT)
+
+    def learned():
+        stored = learner_dir / "servers.json"
+        return stored.exists() and survivor.url in json.loads(stored.read_text())["servers"]
+    wait_until(learned, f"{LEARNER} to learn the other server's address")
+
     leader.process.send_signal(signal.SIGKILL)
     leader.process.wait(timeout=10)
     killed_at = time.monotonic()
@@ -299,7 +318,7 @@ def test_killing_the_leader_hands_over_and_loses_nothing(ha, ns, ledge_bin, kube
 
     # The agents report to the survivor: their Leases keep being renewed and the nodes Ready.
     def renewed_since_kill():
-        for node in NODES:
+        for node in (*NODES, LEARNER):
             lease = on_survivor.json("-n", "kube-node-lease", "get", "lease", node)
             if not e2e_util.node_ready(on_survivor, node):
                 return False
@@ -307,7 +326,7 @@ def test_killing_the_leader_hands_over_and_loses_nothing(ha, ns, ledge_bin, kube
                 return False
         return True
     renewals = {n: on_survivor.json("-n", "kube-node-lease", "get", "lease", n)
-                ["metadata"]["resourceVersion"] for n in NODES}
+                ["metadata"]["resourceVersion"] for n in (*NODES, LEARNER)}
     wait_until(renewed_since_kill, "every node's Lease renewed after the kill, nodes Ready",
                timeout=TAKEOVER_TIMEOUT)
 
@@ -337,11 +356,16 @@ def test_etcd_losing_members(ha, ns):
     ha.etcd.kill(1)
 
     def write_refused():
-        r = kubectl("-n", ns, "create", "configmap", f"no-quorum-{secrets.token_hex(2)}",
-                    "--from-literal=k=v", check=False, timeout=60)
+        # -v=6 logs each response's status line: the write must be a 503, not just any error.
+        r = kubectl("-v=6", "-n", ns, "create", "configmap",
+                    f"no-quorum-{secrets.token_hex(2)}", "--from-literal=k=v", check=False,
+                    timeout=60)
         return r if r.returncode != 0 else None
     refused = wait_until(write_refused, "a write without quorum to be refused", timeout=60)
-    assert "unavailable" in refused.stderr.lower(), refused.stderr
+    assert " 503 Service Unavailable " in refused.stderr, refused.stderr
+    # The message tells the operator where to look.
+    assert "storage is unavailable: etcd is unavailable:" in refused.stderr, refused.stderr
+    assert "Debug" not in refused.stderr and "tonic::" not in refused.stderr, refused.stderr
 
     def warned_read():
         r = kubectl("-n", ns, "get", "configmap", "one-down", "-o", "name", check=False)

@@ -647,9 +647,24 @@ impl Failure {
 fn map_error(error: etcd_client::Error) -> StoreError {
     match Failure::of(&error) {
         Failure::NotSent | Failure::Unavailable => {
-            StoreError::Unavailable(format!("etcd is unavailable: {error}"))
+            StoreError::Unavailable(format!("etcd is unavailable: {}", reason(&error)))
         }
         Failure::Other => StoreError::Backend(Box::new(error)),
+    }
+}
+
+/// Why etcd could not serve a request, in words an operator can act on (the client's own
+/// error text is a nested debug dump of tonic's transport errors).
+fn reason(error: &etcd_client::Error) -> String {
+    let text = error.to_string();
+    if text.contains("no leader") {
+        "etcd has no leader (has it lost its quorum? a majority of its members must be up)".into()
+    } else if text.contains("tcp connect error") || text.contains("Connection refused") {
+        "no etcd member accepted the connection (are the --datastore-endpoint members up?)".into()
+    } else if let etcd_client::Error::GRpcStatus(status) = error {
+        format!("{} ({:?})", status.message(), status.code())
+    } else {
+        text
     }
 }
 
