@@ -9,9 +9,9 @@ What an operator of an HA control plane relies on:
   survivor;
 - one etcd member down changes nothing; two down fail writes with 503 while reads keep answering
   (with a warning) and workloads keep running; with the members back, writes resume and nothing
-  is lost;
-- a cluster on the embedded store moves to etcd with `ledge datastore migrate`, keeping every
-  object, its uid and its resourceVersion, and its running pods.
+  is lost; an agent told only one server learns the others from the cluster.
+
+The move from the embedded store to etcd (`ledge datastore migrate`) is in test_migrate.py.
 
 Pods use the `process` runtime with a marker unique to this run in their command, so the tests
 can see the real processes.

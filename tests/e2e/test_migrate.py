@@ -50,14 +50,27 @@ def test_migrating_to_etcd_keeps_every_object_and_running_pod(ledge_bin, kubectl
                                  "deployments,replicasets,pods,configmaps,secrets")["items"]
             return {(i["kind"], i["metadata"]["name"]):
                     (i["metadata"]["uid"], i["metadata"]["resourceVersion"]) for i in items}
+        def everything():
+            """Every object of every listable kind, cluster-wide: key -> (uid, resourceVersion)."""
+            kinds = kubectl("api-resources", "--verbs=list", "-o", "name").stdout.split()
+            items = kubectl.json("get", ",".join(kinds), "-A")["items"]
+            return {(i["apiVersion"], i["kind"], i["metadata"].get("namespace", ""),
+                     i["metadata"]["name"]):
+                    (i["metadata"]["uid"], int(i["metadata"]["resourceVersion"]))
+                    for i in items}
         before = inventory()
+        # The server's own presence Lease (kube-system/ledge-apiserver-<identity>) is removed when
+        # it stops, so that it leaves the `kubernetes` Endpoints, and made again when it starts.
+        all_before = {k: v for k, v in everything().items()
+                      if not (k[1] == "Lease" and k[3].startswith("ledge-apiserver-"))}
+        assert len(all_before) > 30, sorted(all_before)
         pods_before = {p["metadata"]["name"]: fingerprint(p)
                        for p in running_pods(kubectl, "moved", "web")}
         pids = set(processes(mark))
         assert len(pids) == 2
 
         # A running server's store is refused: its file is locked.
-        etcd = Etcd(tmp_path / "etcd", 1)
+        etcd = Etcd(tmp_path / "etcd", 3)
         busy = subprocess.run(
             [str(ledge_bin), "datastore", "migrate", "--from", str(srv.data_dir),
              "--to", etcd.url], capture_output=True, text=True, timeout=300,
@@ -84,6 +97,15 @@ def test_migrating_to_etcd_keeps_every_object_and_running_pod(ledge_bin, kubectl
         assert after == before, {k: (before.get(k), after.get(k))
                                  for k in set(before) | set(after)
                                  if before.get(k) != after.get(k)}
+        # Across the whole cluster, every object is still there with its uid; the running
+        # server kept writing until it stopped (Leases, node status), so a resourceVersion may
+        # have grown since the snapshot, never shrunk.
+        all_after = everything()
+        lost = sorted(k for k in all_before if k not in all_after)
+        assert not lost, f"objects lost in the migration: {lost}"
+        changed = {k: (all_before[k], all_after[k]) for k in all_before
+                   if all_after[k][0] != all_before[k][0] or all_after[k][1] < all_before[k][1]}
+        assert not changed, f"uid changed or resourceVersion went back: {changed}"
         # The agent reconnects to the same address and keeps its pods as they were.
         wait_until(lambda: e2e_util.node_ready(kubectl, "migrated"),
                    "the agent to be Ready on the migrated server", timeout=JOIN_TIMEOUT)
