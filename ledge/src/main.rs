@@ -234,7 +234,8 @@ enum DatastoreCommand {
 #[derive(clap::Args)]
 struct DatastoreArgs {
     /// Keep the cluster state in etcd instead of the embedded store, so several servers serve
-    /// one cluster: etcd://host:port[,host:port...] (every member of the etcd cluster).
+    /// one cluster: etcd://host:port[,host:port...] (every member of the etcd cluster);
+    /// etcds:// for TLS, which needs --datastore-cafile.
     #[arg(long, env = "LEDGE_DATASTORE_ENDPOINT", value_parser = etcd_members)]
     datastore_endpoint: Option<EtcdMembers>,
     /// CA certificate (PEM) that signed etcd's serving certificates; turns on TLS to etcd.
@@ -252,26 +253,56 @@ struct DatastoreArgs {
     token: Option<String>,
 }
 
-/// The members named by `--datastore-endpoint` (one value holding several, for clap).
+/// The members named by `--datastore-endpoint` (one value holding several, for clap), and
+/// whether its scheme (`etcds://`, `https://`) asked for TLS.
 #[derive(Clone, Debug)]
-struct EtcdMembers(Vec<String>);
+struct EtcdMembers {
+    endpoints: Vec<String>,
+    tls: bool,
+}
 
 fn etcd_members(text: &str) -> Result<EtcdMembers, String> {
-    ledge_app::parse_etcd_endpoints(text).map(EtcdMembers)
+    let tls = text.starts_with("etcds://") || text.starts_with("https://");
+    ledge_app::parse_etcd_endpoints(text).map(|endpoints| EtcdMembers { endpoints, tls })
+}
+
+/// etcd options from the datastore flags.
+///
+/// # Errors
+/// A TLS scheme without `--datastore-cafile`: ledge trusts no CA by default, so it would
+/// otherwise have to talk plaintext to an endpoint the user asked to reach over TLS.
+fn etcd_options(
+    members: &EtcdMembers,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+) -> anyhow::Result<ledge_app::EtcdOptions> {
+    if members.tls && ca_file.is_none() {
+        anyhow::bail!(
+            "the datastore endpoint asks for TLS, so pass --datastore-cafile with the CA that \
+             signed etcd's certificates (or use etcd:// for plaintext)"
+        );
+    }
+    let mut etcd = ledge_app::EtcdOptions::new(members.endpoints.clone());
+    etcd.tls = ledge_app::EtcdTls {
+        ca_file,
+        cert_file,
+        key_file,
+    };
+    Ok(etcd)
 }
 
 impl DatastoreArgs {
-    fn options(&self) -> ledge_app::DatastoreOptions {
-        let Some(EtcdMembers(endpoints)) = &self.datastore_endpoint else {
-            return ledge_app::DatastoreOptions::Embedded;
+    fn options(&self) -> anyhow::Result<ledge_app::DatastoreOptions> {
+        let Some(members) = &self.datastore_endpoint else {
+            return Ok(ledge_app::DatastoreOptions::Embedded);
         };
-        let mut etcd = ledge_app::EtcdOptions::new(endpoints.clone());
-        etcd.tls = ledge_app::EtcdTls {
-            ca_file: self.datastore_cafile.clone(),
-            cert_file: self.datastore_certfile.clone(),
-            key_file: self.datastore_keyfile.clone(),
-        };
-        ledge_app::DatastoreOptions::Etcd(etcd)
+        Ok(ledge_app::DatastoreOptions::Etcd(etcd_options(
+            members,
+            self.datastore_cafile.clone(),
+            self.datastore_certfile.clone(),
+            self.datastore_keyfile.clone(),
+        )?))
     }
 }
 
@@ -336,7 +367,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 watch_history,
                 node_monitor_grace_period,
                 token: datastore.token.clone(),
-                datastore: datastore.options(),
+                datastore: datastore.options()?,
                 disable_scheduler,
             };
             runtime()?.block_on(ledge_app::run_server(opts))
@@ -396,18 +427,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             command:
                 DatastoreCommand::Migrate {
                     from,
-                    to: EtcdMembers(endpoints),
+                    to,
                     datastore_cafile,
                     datastore_certfile,
                     datastore_keyfile,
                 },
         } => {
-            let mut etcd = ledge_app::EtcdOptions::new(endpoints);
-            etcd.tls = ledge_app::EtcdTls {
-                ca_file: datastore_cafile,
-                cert_file: datastore_certfile,
-                key_file: datastore_keyfile,
-            };
+            let etcd = etcd_options(&to, datastore_cafile, datastore_certfile, datastore_keyfile)?;
             runtime()?.block_on(ledge_app::migrate(&from, &etcd))
         }
         Command::Kubeconfig { data_dir } => ledge_app::print_kubeconfig(&server_dir(data_dir)),
@@ -512,14 +538,39 @@ mod tests {
         let Command::Server { datastore, .. } = cli.command else {
             panic!("not the server command");
         };
-        let ledge_app::DatastoreOptions::Etcd(etcd) = datastore.options() else {
+        let Ok(ledge_app::DatastoreOptions::Etcd(etcd)) = datastore.options() else {
             panic!("not etcd");
         };
         assert_eq!(etcd.endpoints, ["127.0.0.1:2379", "127.0.0.1:2381"]);
+        assert!(etcd.tls.ca_file.is_none());
         assert!(
             Cli::try_parse_from(["ledge", "server", "--token", "t"]).is_err(),
             "--token without a shared datastore"
         );
         assert!(Cli::try_parse_from(["ledge", "server", "--datastore-endpoint", "x"]).is_err());
+    }
+
+    #[test]
+    fn a_tls_datastore_endpoint_needs_its_ca() {
+        let datastore = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["ledge", "server"], args].concat()).unwrap();
+            let Command::Server { datastore, .. } = cli.command else {
+                panic!("not the server command");
+            };
+            datastore.options()
+        };
+        let err = datastore(&["--datastore-endpoint", "etcds://e1:2379"]).unwrap_err();
+        assert!(err.to_string().contains("--datastore-cafile"), "{err}");
+        assert!(datastore(&["--datastore-endpoint", "https://e1:2379"]).is_err());
+        let Ok(ledge_app::DatastoreOptions::Etcd(etcd)) = datastore(&[
+            "--datastore-endpoint",
+            "etcds://e1:2379",
+            "--datastore-cafile",
+            "/etc/etcd/ca.crt",
+        ]) else {
+            panic!("etcds:// with a CA is refused");
+        };
+        assert_eq!(etcd.endpoints, ["e1:2379"]);
+        assert!(etcd.tls.ca_file.is_some());
     }
 }
