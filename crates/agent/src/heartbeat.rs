@@ -271,6 +271,14 @@ impl Heartbeat {
             let Some(status) = self.current_status(&last_status).await else {
                 continue;
             };
+            for kind in status::new_pressure(&last_status, &status) {
+                tracing::warn!(
+                    node = %self.node,
+                    condition = kind,
+                    data_dir = %self.data_dir.display(),
+                    "the node is short of resources (kubelet's eviction thresholds: 100Mi memory, 10% of the data dir's disk, 10% of pid_max); the server taints it and new pods go elsewhere until it recovers"
+                );
+            }
             let significant = status::significant(&status);
             let due = force_report
                 || self.server_disagrees(&status)

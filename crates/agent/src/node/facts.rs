@@ -18,6 +18,13 @@ pub struct Facts {
     pub memory_kib: Option<u64>,
     /// Size of the filesystem holding the data dir, bytes.
     pub storage_bytes: Option<u64>,
+    /// `MemAvailable`, KiB: kubelet's `memory.available` eviction signal.
+    pub memory_available_kib: Option<u64>,
+    /// Bytes of the data dir's filesystem an unprivileged writer may still use
+    /// (kubelet's `nodefs.available`).
+    pub storage_available_bytes: Option<u64>,
+    /// Tasks alive and the kernel's `pid_max` (kubelet's `pid.available` is their difference).
+    pub pids: Option<(u64, u64)>,
     /// Kernel release.
     pub kernel_version: String,
     /// `PRETTY_NAME` of os-release.
@@ -44,8 +51,17 @@ pub fn kube_arch(rust_arch: &'static str) -> &'static str {
 
 /// `MemTotal` of `/proc/meminfo`, in KiB.
 pub fn parse_meminfo_total_kib(text: &str) -> Option<u64> {
+    meminfo_field_kib(text, "MemTotal:")
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in KiB.
+pub fn parse_meminfo_available_kib(text: &str) -> Option<u64> {
+    meminfo_field_kib(text, "MemAvailable:")
+}
+
+fn meminfo_field_kib(text: &str, field: &str) -> Option<u64> {
     text.lines().find_map(|line| {
-        let rest = line.strip_prefix("MemTotal:")?;
+        let rest = line.strip_prefix(field)?;
         let mut parts = rest.split_whitespace();
         let n: u64 = parts.next()?.parse().ok()?;
         match parts.next() {
@@ -149,6 +165,24 @@ pub fn filesystem_bytes(dir: &Path) -> Option<u64> {
     st.f_blocks.checked_mul(st.f_frsize)
 }
 
+/// Bytes of the filesystem holding `dir` available to unprivileged writers.
+fn filesystem_available_bytes(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    st.f_bavail.checked_mul(st.f_frsize)
+}
+
+/// Tasks alive, from the fourth field of `/proc/loadavg` (`running/total`).
+pub fn parse_loadavg_tasks(text: &str) -> Option<u64> {
+    let field = text.split_whitespace().nth(3)?;
+    field.split_once('/')?.1.parse().ok()
+}
+
+fn pids() -> Option<(u64, u64)> {
+    let alive = parse_loadavg_tasks(&std::fs::read_to_string("/proc/loadavg").ok()?)?;
+    let max = read_trimmed("/proc/sys/kernel/pid_max")?.parse().ok()?;
+    Some((alive, max))
+}
+
 /// The host name the kernel reports.
 pub fn hostname() -> String {
     read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".to_string())
@@ -161,13 +195,15 @@ pub fn gather(data_dir: &Path) -> Facts {
         .find_map(|p| std::fs::read_to_string(p).ok())
         .and_then(|t| parse_os_release_pretty_name(&t))
         .unwrap_or_else(|| "Linux".to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     Facts {
         hostname: hostname(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        memory_kib: std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|t| parse_meminfo_total_kib(&t)),
+        memory_kib: parse_meminfo_total_kib(&meminfo),
         storage_bytes: filesystem_bytes(data_dir),
+        memory_available_kib: parse_meminfo_available_kib(&meminfo),
+        storage_available_bytes: filesystem_available_bytes(data_dir),
+        pids: pids(),
         kernel_version: read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default(),
         os_image,
         architecture: kube_arch(std::env::consts::ARCH),
@@ -199,6 +235,7 @@ eth0\t0000000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
     #[test]
     fn meminfo_total_is_read_in_kib() {
         assert_eq!(parse_meminfo_total_kib(MEMINFO), Some(8_040_044));
+        assert_eq!(parse_meminfo_available_kib(MEMINFO), Some(5_151_100));
         assert_eq!(parse_meminfo_total_kib("MemFree: 1 kB\n"), None);
         assert_eq!(parse_meminfo_total_kib("MemTotal: lots kB\n"), None);
     }
@@ -253,6 +290,32 @@ eth0\t0000000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
         assert!(facts.cpus >= 1);
         assert!(facts.memory_kib.is_some_and(|m| m > 0));
         assert!(facts.storage_bytes.is_some_and(|s| s > 0));
+        assert!(
+            facts
+                .memory_available_kib
+                .zip(facts.memory_kib)
+                .is_some_and(|(a, t)| a <= t)
+        );
+        assert!(
+            facts
+                .storage_available_bytes
+                .zip(facts.storage_bytes)
+                .is_some_and(|(a, t)| a <= t)
+        );
+        assert!(
+            facts
+                .pids
+                .is_some_and(|(alive, max)| alive > 0 && alive < max)
+        );
         assert!(!facts.hostname.is_empty());
+    }
+
+    #[test]
+    fn loadavg_names_the_tasks_alive() {
+        assert_eq!(
+            parse_loadavg_tasks("0.52 0.58 0.59 3/1024 4242\n"),
+            Some(1024)
+        );
+        assert_eq!(parse_loadavg_tasks("0.52 0.58\n"), None);
     }
 }
