@@ -67,6 +67,50 @@ impl Strategy for Namespaces {
 struct Pods;
 
 /// The STATUS column of `kubectl get pods` (upstream `printPod`).
+/// The Restarts cell as upstream prints it (`printPod`): the restarts of the init containers
+/// while the pod initializes, of its containers afterwards, and how long ago the newest of them
+/// ended, `3 (2m ago)`.
+fn restarts(pod: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
+    let statuses = |field: &str| {
+        table::path(pod, field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let init = statuses(".status.initContainerStatuses");
+    let initialized = init
+        .iter()
+        .all(|c| c.at("/state/terminated/exitCode").and_then(Value::as_i64) == Some(0))
+        || pod
+            .at("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Initialized" && c["status"] == "True")
+            });
+    let counted = if initialized {
+        statuses(".status.containerStatuses")
+    } else {
+        init
+    };
+    let count: i64 = counted
+        .iter()
+        .filter_map(|c| c.get("restartCount")?.as_i64())
+        .sum();
+    let last = counted
+        .iter()
+        .filter_map(|c| c.at("/lastState/terminated/finishedAt")?.as_str())
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .max();
+    match last {
+        Some(t) if count != 0 => {
+            let ago = (now - t.with_timezone(&chrono::Utc)).num_seconds();
+            format!("{count} ({} ago)", table::human_duration(ago))
+        }
+        _ => count.to_string(),
+    }
+}
+
 fn pod_reason(pod: &Value) -> String {
     let mut reason = table::text(pod, ".status.reason").to_string();
     if reason.is_empty() {
@@ -247,11 +291,6 @@ impl Strategy for Pods {
                 .filter(|c| c.get("ready") == Some(&json!(true)))
                 .count()
         });
-        let restarts: i64 = statuses.map_or(0, |s| {
-            s.iter()
-                .filter_map(|c| c.get("restartCount")?.as_i64())
-                .sum()
-        });
         let or_none = |s: &str| {
             if s.is_empty() {
                 json!("<none>")
@@ -265,7 +304,7 @@ impl Strategy for Pods {
         vec![
             json!(format!("{ready}/{total}")),
             json!(pod_reason(pod)),
-            json!(restarts.to_string()),
+            json!(restarts(pod, chrono::Utc::now())),
             table::age(pod),
             or_none(table::text(pod, ".status.podIP")),
             or_none(table::text(pod, ".spec.nodeName")),
@@ -746,5 +785,38 @@ impl Strategy for Endpoints {
             text.push_str(&format!(" + {} more...", total - shown.len()));
         }
         vec![json!(text)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::restarts;
+
+    #[test]
+    fn restarts_print_as_kubectl_shows_them() {
+        let now = chrono::DateTime::parse_from_rfc3339("2025-01-01T01:00:00Z")
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_default();
+        let pod = json!({"status": {"containerStatuses": [
+            {"name": "a", "restartCount": 2,
+             "lastState": {"terminated": {"finishedAt": "2025-01-01T00:30:00Z"}}},
+            {"name": "b", "restartCount": 1,
+             "lastState": {"terminated": {"finishedAt": "2025-01-01T00:58:00Z"}}},
+        ]}});
+        assert_eq!(restarts(&pod, now), "3 (2m ago)");
+        // Never restarted, or no finish time known: the bare count.
+        let fresh = json!({"status": {"containerStatuses": [{"name": "a", "restartCount": 0}]}});
+        assert_eq!(restarts(&fresh, now), "0");
+        assert_eq!(restarts(&json!({}), now), "0");
+        // While the pod initializes, its init containers' restarts are the ones shown.
+        let initializing = json!({"status": {
+            "initContainerStatuses": [{"name": "i", "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2025-01-01T00:59:50Z"}}}],
+            "containerStatuses": [{"name": "a", "restartCount": 0}],
+        }});
+        assert_eq!(restarts(&initializing, now), "4 (10s ago)");
     }
 }
