@@ -22,6 +22,7 @@ use ledge_controller::kinds::{EVENT, NODE, POD, POD_DISRUPTION_BUDGET, RUNTIME_C
 use ledge_controller::{Client, Informer, ObjectKey};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, pod_key};
@@ -40,6 +41,17 @@ const FLUSH_EVERY: Duration = Duration::from_secs(15);
 /// backlog of pending pods cannot flood the runtime with binding tasks and starve the API's
 /// watches and the event writer of their turn.
 const BINDINGS_IN_FLIGHT: usize = 512;
+
+/// Sleep until `at`, or forever without one (a `select!` branch that never fires).
+///
+/// # Cancel safety
+/// Holds no state: dropping it loses nothing.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Whether this scheduler should place the pod.
 fn is_pending_for_us(pod: &Value) -> bool {
@@ -155,9 +167,14 @@ pub async fn run(client: Arc<dyn Client>, informers: Informers, cancel: Cancella
             // spawned their turn once its budget is spent, so the change stream does not lag.
             tokio::task::coop::consume_budget().await;
         }
+        let backoff_end = s.queue.next_backoff_end();
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = flush.tick() => s.retry_parked(),
+            () = sleep_until_some(backoff_end) => {
+                let keys = s.queue.take_backed_off(Instant::now());
+                s.requeue(keys);
+            }
             Some(b) = bound_rx.recv() => s.binding_done(b),
             p = pod_changes.recv() => match p {
                 Ok(p) => s.observe_pod(p),
@@ -291,8 +308,15 @@ impl Scheduler {
         self.retry_parked();
     }
 
+    /// The cluster changed: parked pods past their back-off go back to the active queue.
     fn retry_parked(&mut self) {
-        for key in self.queue.take_parked() {
+        let keys = self.queue.take_parked(Instant::now());
+        self.requeue(keys);
+    }
+
+    /// Queue these parked pods again if they are still pending for this scheduler.
+    fn requeue(&mut self, keys: Vec<String>) {
+        for key in keys {
             let (ns, name) = key.split_once('/').unwrap_or(("", &key));
             if let Some(p) = self
                 .informers
@@ -362,7 +386,7 @@ impl Scheduler {
             Step::Bind(node) => return self.bind(key, &info, &node).await,
             Step::Fail(message, preemption) => (message, preemption),
         };
-        self.queue.park(key.to_string(), &pod);
+        self.queue.park(key.to_string(), &pod, Instant::now());
         let nominate = match preemption {
             Outcome::Preempt(candidate) => {
                 let node = candidate.node.clone();
@@ -417,7 +441,7 @@ impl Scheduler {
                 self.cache.forget(&b.pod);
                 if e.code != 404 {
                     tracing::warn!(pod = b.key, node = b.node, error = %e, "binding failed; will retry");
-                    self.queue.park(b.key, &b.pod);
+                    self.queue.park(b.key, &b.pod, Instant::now());
                 }
             }
         }

@@ -1,20 +1,49 @@
 //! The scheduling queue: pending pods ordered by priority (highest first), then by arrival;
 //! pods that did not fit wait in an unschedulable set until the cluster changes (a node
-//! appears or changes, a pod goes away) or a periodic flush retries them.
+//! appears or changes, a pod goes away) or a periodic flush retries them. As upstream's
+//! `PriorityQueue`, a pod is not retried before its back-off has passed — 1 s after its first
+//! failed attempt, doubling up to 10 s — so a pod that fits nowhere is not rescheduled on every
+//! node heartbeat: a change that comes sooner marks it to be retried when its back-off ends.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use ledge_api::Pointer as _;
 use serde_json::Value;
+use tokio::time::Instant;
+
+/// Back-off after a pod's first failed attempt (upstream `podInitialBackoffDuration`).
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest back-off (upstream `podMaxBackoffDuration`).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The queue.
 #[derive(Default)]
 pub struct SchedulingQueue {
     active: BTreeSet<(Reverse<i64>, u64, String)>,
     index: HashMap<String, (i64, u64)>,
-    unschedulable: HashMap<String, Value>,
+    unschedulable: HashMap<String, Parked>,
+    /// Failed attempts per pod, kept until it is bound or gone.
+    attempts: HashMap<String, u32>,
     seq: u64,
+}
+
+/// A pod waiting in the unschedulable set.
+struct Parked {
+    shape: Value,
+    /// When its back-off ends.
+    until: Instant,
+    /// The cluster changed during its back-off: retry it when the back-off ends.
+    moved: bool,
+}
+
+/// The back-off after `attempts` failed attempts.
+pub fn backoff(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    INITIAL_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
 }
 
 /// A pod's priority (`spec.priority`, filled from its PriorityClass at admission).
@@ -30,10 +59,10 @@ pub fn scheduling_shape(pod: &Value) -> Value {
 }
 
 impl SchedulingQueue {
-    /// Queue a pending pod (no-op if already active).
+    /// Queue a pending pod (no-op if already active, or parked with the same needs).
     pub fn add(&mut self, key: String, pod: &Value) {
-        if let Some(shape) = self.unschedulable.get(&key) {
-            if *shape == scheduling_shape(pod) {
+        if let Some(parked) = self.unschedulable.get(&key) {
+            if parked.shape == scheduling_shape(pod) {
                 return;
             }
             self.unschedulable.remove(&key);
@@ -53,6 +82,7 @@ impl SchedulingQueue {
             self.active.remove(&(Reverse(p), s, key.to_string()));
         }
         self.unschedulable.remove(key);
+        self.attempts.remove(key);
     }
 
     /// The next pod to schedule.
@@ -62,14 +92,54 @@ impl SchedulingQueue {
         Some(first.2)
     }
 
-    /// Park a pod that fits nowhere now.
-    pub fn park(&mut self, key: String, pod: &Value) {
-        self.unschedulable.insert(key, scheduling_shape(pod));
+    /// Park a pod that fits nowhere now (or whose binding failed), backing it off.
+    pub fn park(&mut self, key: String, pod: &Value, now: Instant) {
+        let attempts = self.attempts.entry(key.clone()).or_insert(0);
+        *attempts += 1;
+        let parked = Parked {
+            shape: scheduling_shape(pod),
+            until: now + backoff(*attempts),
+            moved: false,
+        };
+        self.unschedulable.insert(key, parked);
     }
 
-    /// Keys of every parked pod, emptying the set (the caller re-adds them).
-    pub fn take_parked(&mut self) -> Vec<String> {
-        self.unschedulable.drain().map(|(k, _)| k).collect()
+    /// The cluster changed: the parked pods whose back-off has passed, taken out of the set
+    /// (the caller re-adds them); the others are marked to come out when theirs ends.
+    pub fn take_parked(&mut self, now: Instant) -> Vec<String> {
+        let mut ready = Vec::new();
+        self.unschedulable.retain(|key, parked| {
+            if parked.until <= now {
+                ready.push(key.clone());
+                false
+            } else {
+                parked.moved = true;
+                true
+            }
+        });
+        ready
+    }
+
+    /// Parked pods marked by a change whose back-off has now passed, taken out of the set.
+    pub fn take_backed_off(&mut self, now: Instant) -> Vec<String> {
+        let mut ready = Vec::new();
+        self.unschedulable.retain(|key, parked| {
+            let due = parked.moved && parked.until <= now;
+            if due {
+                ready.push(key.clone());
+            }
+            !due
+        });
+        ready
+    }
+
+    /// When the next marked pod's back-off ends, if any is waiting for that.
+    pub fn next_backoff_end(&self) -> Option<Instant> {
+        self.unschedulable
+            .values()
+            .filter(|p| p.moved)
+            .map(|p| p.until)
+            .min()
     }
 
     /// Whether nothing is active.
@@ -98,10 +168,11 @@ mod tests {
     }
 
     #[test]
-    fn parked_pods_return_only_when_their_spec_changes_or_on_flush() {
+    fn parked_pods_return_only_when_their_spec_changes_or_the_cluster_does() {
         let mut q = SchedulingQueue::default();
+        let t0 = Instant::now();
         let pod = json!({"spec": {"nodeSelector": {"a": "b"}}});
-        q.park("p".into(), &pod);
+        q.park("p".into(), &pod, t0);
         q.add("p".into(), &pod);
         assert!(
             q.is_empty(),
@@ -109,7 +180,37 @@ mod tests {
         );
         q.add("p".into(), &json!({"spec": {}}));
         assert_eq!(q.pop(), Some("p".into()));
-        q.park("p".into(), &pod);
-        assert_eq!(q.take_parked(), vec!["p".to_string()]);
+        q.park("p".into(), &pod, t0);
+        assert_eq!(q.take_parked(t0 + MAX_BACKOFF), vec!["p".to_string()]);
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_ten() {
+        let secs: Vec<u64> = (1..=6).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_change_during_backoff_retries_the_pod_when_it_ends() {
+        let mut q = SchedulingQueue::default();
+        let t0 = Instant::now();
+        let pod = json!({"spec": {}});
+        // Third failure: 4 s of back-off.
+        for _ in 0..3 {
+            q.park("p".into(), &pod, t0);
+        }
+        assert_eq!(q.next_backoff_end(), None, "nothing asked for a retry yet");
+        let half = t0 + Duration::from_secs(2);
+        assert!(q.take_parked(half).is_empty(), "still backing off");
+        assert_eq!(q.next_backoff_end(), Some(t0 + Duration::from_secs(4)));
+        assert!(q.take_backed_off(half).is_empty());
+        let end = t0 + Duration::from_secs(4);
+        assert_eq!(q.take_backed_off(end), vec!["p".to_string()]);
+        assert_eq!(q.next_backoff_end(), None);
+        // Bound or deleted: the count starts again.
+        q.remove("p");
+        q.park("p".into(), &pod, t0);
+        assert_eq!(q.take_parked(t0 + INITIAL_BACKOFF), vec!["p".to_string()]);
     }
 }
