@@ -6,6 +6,7 @@ that stops the processes, images imported with `ledge image import`.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 
@@ -283,3 +284,222 @@ def test_exec_runs_beside_the_container_over_websocket(cluster, ns):
     assert failed.returncode == 7, failed.stderr
     old = cluster.kubectl("-n", ns, "exec", "shell", "--", "true", version="1.27", check=False)
     assert old.returncode != 0 and "WebSocket" in old.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# probes: liveness, startup, tcpSocket and exec
+
+
+def events(cluster, ns, name, reason=None) -> list[dict]:
+    """The pod's events (`reason` only, if given), as `kubectl get events` lists them."""
+    items = cluster.kubectl.json("-n", ns, "get", "events", "--field-selector",
+                                 f"involvedObject.name={name}")["items"]
+    return [e for e in items if reason is None or e.get("reason") == reason]
+
+
+def messages(cluster, ns, name, reason) -> list[str]:
+    return [e.get("message", "") for e in events(cluster, ns, name, reason)]
+
+
+def probe(handler: dict, **fields) -> dict:
+    """A probe run every second (upstream's default is 10 s) that gives up after one failure."""
+    return {**handler, "periodSeconds": 1, "failureThreshold": 1, **fields}
+
+
+def marker_path(what: str) -> str:
+    """A fresh path under /tmp, which process containers share with the node (and its tests)."""
+    return f"/tmp/ledge-e2e-{what}-{uuid.uuid4().hex[:8]}"
+
+
+def touch(path: str) -> None:
+    open(path, "w").close()
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster, ns):
+    # The classic upstream example: healthy while /tmp/alive exists, which the container removes
+    # after a while. kubelet kills it (reason Killing), counts a restart, keeps the killed run as
+    # lastState and starts it again, which becomes healthy, then unhealthy, again.
+    alive = marker_path("alive")
+    apply(cluster, ns, pod("liveness", f"echo run; touch {alive}; sleep 2; rm -f {alive}; "
+                                       "sleep 3600",
+                           terminationGracePeriodSeconds=1,
+                           container={"livenessProbe": probe({"exec": {"command": ["cat", alive]}},
+                                                             initialDelaySeconds=1,
+                                                             failureThreshold=2)}))
+
+    def restarted_and_running():
+        s = container_status(cluster, ns, "liveness")
+        return s.get("restartCount", 0) >= 1 and "running" in s.get("state", {}) and s
+    s = e2e_util.wait_until(restarted_and_running, "a restart after the liveness probe failed",
+                            timeout=60)
+    # SIGTERM ends `sh` with 128 + 15; SIGKILL after the grace period would be 137.
+    term = s["lastState"]["terminated"]
+    assert term["exitCode"] in (137, 143) and term["reason"] == "Error", term
+    assert term["finishedAt"] <= s["state"]["running"]["startedAt"]
+    assert cluster.pod(ns, "liveness")["status"]["phase"] == "Running"
+    unhealthy = events(cluster, ns, "liveness", "Unhealthy")
+    assert unhealthy and all(e["type"] == "Warning" for e in unhealthy), unhealthy
+    assert any(e["message"].startswith("Liveness probe failed: ") for e in unhealthy), unhealthy
+    killing = events(cluster, ns, "liveness", "Killing")
+    assert any(e["message"] == "Container main failed liveness probe, will be restarted"
+               and e["type"] == "Normal" for e in killing), killing
+    assert logs(cluster, ns, "liveness", "--previous") == "run\n"
+
+
+def test_startup_probe_holds_back_liveness(cluster, ns):
+    # Until the startup probe passes the container is not started and its liveness probe (which
+    # would fail at once) is not run; once it passes the container is started, and from then on
+    # the liveness probe runs and restarts it. (Readiness meanwhile: the test below.)
+    started = marker_path("started")
+    closed = e2e_util.free_port()  # nothing listens there: a liveness probe on it fails
+    apply(cluster, ns, pod("slow-start", "sleep 3600", terminationGracePeriodSeconds=1,
+                           container={
+                               "startupProbe": probe({"exec": {"command": ["cat", started]}},
+                                                     failureThreshold=600),
+                               "livenessProbe": probe({"tcpSocket": {"port": closed}},
+                                                      failureThreshold=3)}))
+    e2e_util.wait_until(
+        lambda: sum(e.get("count", 1) for e in events(cluster, ns, "slow-start", "Unhealthy")
+                    if e["message"].startswith("Startup probe failed: ")) >= 3,
+        "three failed startup probes")
+    s = container_status(cluster, ns, "slow-start")
+    assert "running" in s["state"] and s["started"] is False, s
+    assert s["restartCount"] == 0
+    assert not [m for m in messages(cluster, ns, "slow-start", "Unhealthy")
+                if m.startswith("Liveness probe failed: ")]
+
+    touch(started)
+    try:
+        s = e2e_util.wait_until(lambda: (s := container_status(cluster, ns, "slow-start"))
+                                .get("started") and s, "started once the startup probe passed")
+        assert s["restartCount"] == 0
+        e2e_util.wait_until(
+            lambda: container_status(cluster, ns, "slow-start").get("restartCount", 0) >= 1,
+            "a restart by the liveness probe, which runs now", timeout=60)
+    finally:
+        os.remove(started)
+    assert any(m.startswith("Liveness probe failed: ")
+               for m in messages(cluster, ns, "slow-start", "Unhealthy"))
+    assert "Container main failed liveness probe, will be restarted" in \
+        messages(cluster, ns, "slow-start", "Killing")
+
+
+def test_startup_probe_that_never_passes_restarts_the_container(cluster, ns):
+    closed = e2e_util.free_port()
+    apply(cluster, ns, pod("never-starts", "echo run; sleep 3600", terminationGracePeriodSeconds=1,
+                           container={"startupProbe": probe({"tcpSocket": {"port": closed}},
+                                                            failureThreshold=2)}))
+    s = e2e_util.wait_until(
+        lambda: (s := container_status(cluster, ns, "never-starts")).get("restartCount", 0) >= 2
+        and s, "two restarts after failed startup probes", timeout=60)
+    assert s["started"] is False
+    assert s["lastState"]["terminated"]["exitCode"] in (137, 143)
+    assert "Container main failed startup probe, will be restarted" in \
+        messages(cluster, ns, "never-starts", "Killing")
+    failed = [m for m in messages(cluster, ns, "never-starts", "Unhealthy")
+              if m.startswith("Startup probe failed: ")]
+    assert failed and f"127.0.0.1:{closed}" in failed[0], failed
+
+
+def test_container_is_not_ready_before_its_startup_probe_passes(cluster, ns):
+    # Upstream (prober manager UpdatePodStatus): a container that is not started is not ready,
+    # with or without a readiness probe, so a slow starter stays out of its Services' endpoints.
+    started = marker_path("started")
+    apply(cluster, ns, pod("starting", "sleep 3600", terminationGracePeriodSeconds=1,
+                           container={"startupProbe": probe({"exec": {"command": ["cat", started]}},
+                                                            failureThreshold=600)}))
+    e2e_util.wait_until(lambda: messages(cluster, ns, "starting", "Unhealthy"),
+                        "a failed startup probe")
+    p = cluster.pod(ns, "starting")
+    s = p["status"]["containerStatuses"][0]
+    assert "running" in s["state"] and s["started"] is False, s
+    ready = {c["type"]: c["status"] for c in p["status"].get("conditions", [])}
+    assert s["ready"] is False and ready.get("Ready") == "False", (s, ready)
+    touch(started)
+    try:
+        cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/starting",
+                        "--timeout=60s")
+    finally:
+        os.remove(started)
+    assert container_status(cluster, ns, "starting")["started"] is True
+
+
+def test_tcp_socket_readiness_follows_the_listening_port(cluster, ns):
+    # The process listens only once told to (a file appears) and stops listening when told
+    # to: Ready follows the port, and the container keeps running (readiness never restarts).
+    port = e2e_util.free_port()
+    listen, stop = marker_path("listen"), marker_path("stop")
+    www = marker_path("www")
+    apply(cluster, ns, pod(
+        "tcp-ready",
+        f"until [ -e {listen} ]; do sleep 0.2; done; mkdir -p {www}; "
+        f"busybox httpd -f -p 127.0.0.1:{port} -h {www} & pid=$!; "
+        f"until [ -e {stop} ]; do sleep 0.2; done; kill $pid; sleep 3600",
+        terminationGracePeriodSeconds=1,
+        container={"ports": [{"name": "svc", "containerPort": port}],
+                   "readinessProbe": probe({"tcpSocket": {"port": "svc"}})}))
+    try:
+        e2e_util.wait_until(lambda: messages(cluster, ns, "tcp-ready", "Unhealthy"),
+                            "a failed readiness probe")
+        s = container_status(cluster, ns, "tcp-ready")
+        assert "running" in s["state"] and s["started"] is True and s["ready"] is False, s
+        touch(listen)
+        cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/tcp-ready",
+                        "--timeout=60s")
+        touch(stop)
+        cluster.kubectl("-n", ns, "wait", "--for=condition=Ready=false", "pod/tcp-ready",
+                        "--timeout=60s")
+    finally:
+        for path in (listen, stop):
+            if os.path.exists(path):
+                os.remove(path)
+    s = container_status(cluster, ns, "tcp-ready")
+    assert s["restartCount"] == 0 and "running" in s["state"], s
+    assert any(m.startswith("Readiness probe failed: ") and f"127.0.0.1:{port}" in m
+               for m in messages(cluster, ns, "tcp-ready", "Unhealthy"))
+
+
+def test_exec_readiness_probe_follows_a_file(cluster, ns):
+    ready = marker_path("ready")
+    apply(cluster, ns, pod("exec-ready", "sleep 3600", terminationGracePeriodSeconds=1,
+                           container={"readinessProbe": probe({"exec": {"command": ["cat", ready]}})}))
+    try:
+        e2e_util.wait_until(lambda: messages(cluster, ns, "exec-ready", "Unhealthy"),
+                            "a failed readiness probe")
+        assert container_status(cluster, ns, "exec-ready")["ready"] is False
+        touch(ready)
+        cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/exec-ready",
+                        "--timeout=60s")
+        os.remove(ready)
+        cluster.kubectl("-n", ns, "wait", "--for=condition=Ready=false", "pod/exec-ready",
+                        "--timeout=60s")
+    finally:
+        if os.path.exists(ready):
+            os.remove(ready)
+    assert container_status(cluster, ns, "exec-ready")["restartCount"] == 0
+
+
+def test_exec_probe_failure_event_carries_the_command_output(cluster, ns):
+    # What the probe printed is how a user learns why it failed (`kubectl describe pod`):
+    # kubelet runs it with CombinedOutput and puts that output in the event.
+    apply(cluster, ns, pod("says-why", "sleep 3600", terminationGracePeriodSeconds=1,
+                           container={"readinessProbe": probe({"exec": {"command": [
+                               SH, "-c", "echo on stdout; echo on stderr >&2; exit 1"]}})}))
+    failed = e2e_util.wait_until(lambda: messages(cluster, ns, "says-why", "Unhealthy"),
+                                 "a failed readiness probe")
+    assert "Readiness probe failed: on stdout\non stderr" in failed, failed
+
+
+def test_exec_probe_runs_in_the_container(cluster, ns):
+    # A readiness check that reads the container's env and a file in one of its volumes: the
+    # container writes `ready` into its emptyDir, at a mount path only it sees.
+    mount = marker_path("probe-vol")
+    apply(cluster, ns, pod(
+        "in-container", f"echo yes > {mount}/ready; sleep 3600", terminationGracePeriodSeconds=1,
+        container={"env": [{"name": "ROLE", "value": "primary"}],
+                   "volumeMounts": [{"name": "work", "mountPath": mount}],
+                   "readinessProbe": probe({"exec": {"command": [
+                       SH, "-c", f'test "$ROLE" = primary && grep -q yes {mount}/ready']}})},
+        volumes=[{"name": "work", "emptyDir": {}}]))
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/in-container",
+                    "--timeout=30s")

@@ -29,6 +29,16 @@ TRAP_MODULE = bytes.fromhex(
     "070a01065f7374617274" "0000"  # export "_start" = function 0
     "0a05010300000b")           # code: unreachable
 
+# A module that grows its memory by 1 MiB (16 pages) in an endless loop: only a memory limit
+# stops it.
+MEMORY_HOG = bytes.fromhex(
+    "0061736d01000000"
+    "010401600000"
+    "03020100"
+    "0503010001"                # memory: one, min 1 page
+    "070a01065f7374617274" "0000"
+    "0a0e010c00" "0340" "4110" "4000" "1a" "0c00" "0b" "0b")  # loop: grow 16; drop; br 0
+
 
 def fixture(name: str) -> Path:
     path = FIXTURES / name
@@ -187,6 +197,63 @@ def test_trap_and_bad_images_are_reported(cluster, ns, tmp_path):
     rejected = cluster.kubectl("-n", ns, "apply", "-f", "-", check=False, input=e2e_util.manifest(
         command_pod("nope", "hello-p1:1", runtimeClassName="no-such-class")))
     assert rejected.returncode != 0 and 'RuntimeClass "no-such-class" not found' in rejected.stderr
+
+
+def test_memory_limit_ends_a_module_as_oom_killed(cluster, ns, tmp_path):
+    hog = tmp_path / "hog.wasm"
+    hog.write_bytes(MEMORY_HOG)
+    import_image(cluster, hog, "hog:1")
+    import_image(cluster, fixture("hello-p1.wasm"), "hello-p1:1")
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
+        command_pod("hog", "hog:1", restartPolicy="Never",
+                    container={"resources": {"limits": {"memory": "16Mi"}}}),
+        command_pod("neighbour", "hello-p1:1", restartPolicy="Never")))
+    term = e2e_util.wait_until(
+        lambda: status(cluster, ns, "hog").get("state", {}).get("terminated"), "the hog's end")
+    assert term["reason"] == "OOMKilled" and term["exitCode"] == 137, term
+    assert cluster.pod(ns, "hog")["status"]["phase"] == "Failed"
+    # The node runs everything else as before.
+    e2e_util.wait_until(lambda: cluster.pod(ns, "neighbour")["status"].get("phase")
+                        == "Succeeded", "the neighbour to run to completion")
+
+
+def test_component_of_another_world_is_refused(cluster, ns):
+    import_image(cluster, fixture("hello-reactor.wasm"), "reactor:1")
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
+        command_pod("reactor", "reactor:1", restartPolicy="Never")))
+    waiting = e2e_util.wait_until(
+        lambda: status(cluster, ns, "reactor").get("state", {}).get("waiting", {})
+        .get("message") and status(cluster, ns, "reactor")["state"]["waiting"],
+        "the reactor refused")
+    assert "exports neither wasi:cli/run nor wasi:http/incoming-handler" in waiting["message"], \
+        waiting
+    failed = cluster.kubectl.json("-n", ns, "get", "events", "--field-selector",
+                                  "involvedObject.name=reactor,reason=Failed")["items"]
+    assert any("wasi:cli/run" in e["message"] for e in failed), failed
+
+
+def test_exec_and_exec_probes_are_refused_on_wasm(cluster, ns):
+    import_image(cluster, fixture("hello-http.wasm"), "hello-wasm:1")
+    port = e2e_util.free_port()
+    cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
+        command_pod("served", "hello-wasm:1", container={
+            "ports": [{"containerPort": port}],
+            "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}})))
+    e2e_util.wait_until(lambda: "running" in status(cluster, ns, "served").get("state", {}),
+                        "the component running")
+    assert http_get(f"http://127.0.0.1:{port}/x").startswith("Hello from ledge!")
+    out = cluster.kubectl("-n", ns, "exec", "served", "--", "true", check=False)
+    assert out.returncode != 0
+    assert "the wasm runtime cannot run commands" in out.stderr, out.stderr
+    assert "runtimeClassName: process" in out.stderr, out.stderr
+    events = e2e_util.wait_until(
+        lambda: [e["message"] for e in cluster.kubectl.json(
+            "-n", ns, "get", "events", "--field-selector",
+            "involvedObject.name=served,reason=Unhealthy")["items"]], "a probe error event")
+    assert any(m.startswith("Probe error: the wasm runtime cannot run commands")
+               for m in events), events
+    s = status(cluster, ns, "served")
+    assert s["ready"] is False and s["restartCount"] == 0, s
 
 
 def oci_archive(path: Path, wasm: bytes, tag: str, layer_type: str = "application/wasm") -> Path:

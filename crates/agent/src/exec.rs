@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 /// A container commands can be run beside.
 #[derive(Clone, Debug)]
 pub struct Target {
+    /// The container's name.
+    pub name: String,
     /// The container's process, if the runtime has one.
     pub pid: Option<u32>,
     /// The container's environment.
@@ -64,12 +66,58 @@ impl Targets {
             None => Err(format!(
                 "container not found ({container:?}): it is not running"
             )),
-            Some(t) if t.pid.is_none() => Err(format!(
-                "the {} runtime cannot run commands in container {container:?}: exec needs a process-based runtime (runtimeClassName: process)",
-                t.runtime
-            )),
+            Some(t) if t.pid.is_none() => Err(t.cannot_exec()),
             Some(t) => Ok(t),
         }
+    }
+}
+
+impl Target {
+    /// Why no command can run beside a container of a runtime without processes.
+    fn cannot_exec(&self) -> String {
+        format!(
+            "the {} runtime cannot run commands in container {:?}: exec needs a process-based runtime (runtimeClassName: process)",
+            self.runtime, self.name
+        )
+    }
+
+    /// `argv` as a command run beside the container: in its mount namespace when it has its
+    /// own, with its environment and working directory.
+    ///
+    /// # Errors
+    /// The runtime has no process to run beside, or `argv` is empty.
+    pub fn command(&self, argv: &[String]) -> Result<tokio::process::Command, String> {
+        let Some(pid) = self.pid else {
+            return Err(self.cannot_exec());
+        };
+        let Some((program, args)) = argv.split_first() else {
+            return Err("no command given".into());
+        };
+        let own_ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+        let our_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
+        let mut cmd = if own_ns.is_some() && own_ns != our_ns {
+            let mut c = tokio::process::Command::new("nsenter");
+            c.arg("--target")
+                .arg(pid.to_string())
+                .arg("--mount")
+                .arg("--")
+                .arg(program);
+            c
+        } else {
+            tokio::process::Command::new(program)
+        };
+        cmd.args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.working_dir.as_deref().unwrap_or("/"))
+            .kill_on_drop(true);
+        if !self.env.iter().any(|(k, _)| k == "PATH") {
+            cmd.env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            );
+        }
+        Ok(cmd)
     }
 }
 
@@ -86,44 +134,20 @@ pub async fn run(
         let status = stream::exit_status(code).to_string();
         Bytes::from(stream::encode(stream::ERROR, status.as_bytes()))
     };
-    let Some(pid) = target.pid else { return };
-    // Enter the container's mount namespace only when it has its own.
-    let own_ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
-    let our_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let mut cmd = if own_ns.is_some() && own_ns != our_ns {
-        let mut c = tokio::process::Command::new("nsenter");
-        c.arg("--target")
-            .arg(pid.to_string())
-            .arg("--mount")
-            .arg("--");
-        c.args(&command);
-        c
-    } else {
-        let mut c = tokio::process::Command::new(&command[0]);
-        c.args(&command[1..]);
-        c
-    };
-    cmd.env_clear()
-        .envs(target.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(target.working_dir.as_deref().unwrap_or("/"))
-        .stdin(if with_stdin {
+    let spawned = target.command(&command).and_then(|mut cmd| {
+        cmd.stdin(if with_stdin {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if !target.env.iter().any(|(k, _)| k == "PATH") {
-        cmd.env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
-    }
-    let mut child = match cmd.spawn() {
+        .spawn()
+        .map_err(|e| format!("exec: {:?}: {e}", command[0]))
+    });
+    let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => {
-            let msg = format!("exec: {:?}: {e}", command[0]);
+        Err(msg) => {
             let _ = output
                 .send(Bytes::from(stream::encode(
                     stream::STDERR,

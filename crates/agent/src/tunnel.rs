@@ -289,6 +289,7 @@ async fn handle(services: &Services, req: Request<Incoming>) -> Response<Body> {
             logs(&services.logs, &req, namespace, pod, container).await
         }
         ["exec", _, _, container] => exec(&services.exec, req, container),
+        ["execCheck", _, _, container] => exec_check(&services.exec, &req, container),
         _ => error(LogError {
             code: 404,
             message: format!("the node serves no {path}"),
@@ -310,6 +311,19 @@ fn stream_response(
         http::HeaderValue::from_static(content_type),
     );
     r
+}
+
+/// `POST /execCheck/<ns>/<pod>/<container>?podUID`: whether a command could run beside the
+/// container (200) or why not (400), without running one.
+fn exec_check(targets: &Targets, req: &Request<Incoming>, container: &str) -> Response<Body> {
+    let uid = query(req)
+        .into_iter()
+        .find_map(|(k, v)| (k == "podUID").then_some(v))
+        .unwrap_or_default();
+    match targets.find(&uid, container) {
+        Ok(_) => plain(StatusCode::OK, serde_json::json!({})),
+        Err(message) => error(LogError { code: 400, message }),
+    }
 }
 
 /// `POST /exec/<ns>/<pod>/<container>?podUID&command...&stdin`: frames in, frames out.

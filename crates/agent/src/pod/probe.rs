@@ -1,6 +1,6 @@
 //! Readiness, liveness and startup probes, as kubelet runs them: `httpGet` (2xx/3xx passes),
-//! `tcpSocket` (a connection passes) and `exec` (exit 0 passes; only where the runtime can run
-//! commands beside the container), every `periodSeconds` after `initialDelaySeconds`, with
+//! `tcpSocket` (a connection passes) and `exec` (exit 0 passes; run beside the container as
+//! `kubectl exec` is, so only where the runtime has processes), every `periodSeconds` after `initialDelaySeconds`, with
 //! `timeoutSeconds`, `successThreshold` and `failureThreshold`.
 
 use std::time::Duration;
@@ -10,6 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::spec::{Container, Probe};
+use crate::exec::Target;
+
+/// How much of an exec probe's output is kept, as kubelet (10 KiB).
+const MAX_EXEC_OUTPUT: usize = 10 << 10;
 
 /// A probe with its defaults applied and its port resolved.
 #[derive(Clone, Debug)]
@@ -40,7 +44,7 @@ enum Action {
     },
     Exec {
         command: Vec<String>,
-        env: Vec<(String, String)>,
+        target: Target,
     },
 }
 
@@ -74,15 +78,12 @@ fn port(container: &Container, v: &Value) -> Result<u16, String> {
 }
 
 impl Prober {
-    /// Prepare `probe` of `container`, whose environment is `env`.
+    /// Prepare `probe` of `container`, whose running process (for exec probes) is `target`.
     ///
     /// # Errors
-    /// A probe with no action or an unknown named port.
-    pub fn new(
-        probe: &Probe,
-        container: &Container,
-        env: &[(String, String)],
-    ) -> Result<Self, String> {
+    /// A probe with no action, an unknown named port, or an exec probe where the runtime
+    /// cannot run commands.
+    pub fn new(probe: &Probe, container: &Container, target: &Target) -> Result<Self, String> {
         let host = |h: &Option<String>| {
             h.clone()
                 .filter(|h| !h.is_empty())
@@ -115,9 +116,11 @@ impl Prober {
                 port: port(container, &t.port)?,
             }
         } else if let Some(e) = &probe.exec {
+            // Fails now, not at every period, where the runtime has no process to run beside.
+            target.command(&e.command)?;
             Action::Exec {
                 command: e.command.clone(),
-                env: env.to_vec(),
+                target: target.clone(),
             }
         } else {
             return Err("the probe has no handler (httpGet, tcpSocket or exec)".into());
@@ -130,11 +133,6 @@ impl Prober {
             success_threshold: probe.success_threshold.unwrap_or(1).max(1) as u32,
             failure_threshold: probe.failure_threshold.unwrap_or(3).max(1) as u32,
         })
-    }
-
-    /// Whether this probe needs a runtime that can run commands.
-    pub fn needs_exec(&self) -> bool {
-        matches!(self.action, Action::Exec { .. })
     }
 
     /// Run the probe once.
@@ -195,29 +193,49 @@ impl Prober {
                     Err(format!("HTTP probe failed with statuscode: {code}"))
                 }
             }
-            Action::Exec { command, env } => {
-                let Some((prog, args)) = command.split_first() else {
-                    return Err("exec probe has no command".into());
-                };
-                let out = tokio::process::Command::new(prog)
-                    .args(args)
-                    .env_clear()
-                    .envs(env.iter().map(|(k, v)| (k, v)))
-                    .kill_on_drop(true)
-                    .output()
-                    .await
-                    .map_err(|e| format!("exec {prog}: {e}"))?;
-                if out.status.success() {
-                    Ok(())
-                } else {
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    Err(format!(
-                        "command {command:?} exited with {}: {}",
-                        out.status.code().unwrap_or(-1),
-                        text.trim()
-                    ))
-                }
+            Action::Exec { command, target } => exec(target, command).await,
+        }
+    }
+}
+
+/// Run an exec probe: exit 0 passes; otherwise its combined stdout and stderr, as kubelet
+/// reports them, or the exit code where it printed nothing.
+async fn exec(target: &Target, command: &[String]) -> Outcome {
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("exec: {e}"))?;
+    let mut cmd = target.command(command)?;
+    let clone = writer.try_clone().map_err(|e| format!("exec: {e}"))?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(clone)
+        .stderr(writer);
+    let spawned = cmd.spawn();
+    // The command holds the pipe's write end until dropped; reading ends when the child's
+    // copies close.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| format!("exec {:?}: {e}", command[0]))?;
+    let mut output = Vec::new();
+    let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into())
+        .map_err(|e| format!("exec: {e}"))?;
+    let mut buf = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = MAX_EXEC_OUTPUT.saturating_sub(output.len());
+                output.extend_from_slice(&buf[..n.min(room)]);
             }
         }
+    }
+    let status = child.wait().await.map_err(|e| format!("exec: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&output);
+    if text.trim().is_empty() {
+        Err(format!(
+            "command {command:?} exited with {}",
+            status.code().unwrap_or(-1)
+        ))
+    } else {
+        Err(text.trim_end().to_string())
     }
 }

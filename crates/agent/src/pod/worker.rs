@@ -408,7 +408,9 @@ impl Worker {
             };
             let (container, image_id, log_path, mut exec_target) = started;
             exec_target.pid = container.pid();
-            self.shared.exec.insert(&self.uid, &name, exec_target);
+            self.shared
+                .exec
+                .insert(&self.uid, &name, exec_target.clone());
             let started_at = Utc::now();
             let began = Instant::now();
             let restart = self.restart_count(role, idx);
@@ -418,12 +420,15 @@ impl Worker {
                 c.state = State::Running { started_at };
                 c.image_id = image_id.clone();
                 c.container_id = Some(format!("ledge://{}/{}/{restart}", self.uid, c.name));
+                // As kubelet: not ready before started, whether or not it has a readiness probe.
                 c.started = c_spec.startup_probe.is_none();
-                c.ready = role == Role::Main && c_spec.readiness_probe.is_none();
+                c.ready = role == Role::Main
+                    && c_spec.readiness_probe.is_none()
+                    && c_spec.startup_probe.is_none();
             });
             let killed = Arc::new(Notify::new());
-            let probes =
-                (role == Role::Main).then(|| tokio::spawn(self.clone().probe(idx, killed.clone())));
+            let probes = (role == Role::Main)
+                .then(|| tokio::spawn(self.clone().probe(idx, exec_target, killed.clone())));
             let grace = || Duration::from_secs(self.grace.load(Ordering::Acquire));
             let exit = tokio::select! {
                 exit = container.wait() => exit,
@@ -556,6 +561,7 @@ impl Worker {
             exec_env.push(("HOSTNAME".into(), self.name.clone()));
         }
         let exec_target = crate::exec::Target {
+            name: c.name.clone(),
             pid: None,
             env: exec_env,
             working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
@@ -626,12 +632,11 @@ impl Worker {
         }
     }
 
-    /// Run the container's probes until aborted; a failed liveness or startup probe notifies
-    /// `kill`.
-    async fn probe(self: Arc<Self>, idx: usize, kill: Arc<Notify>) {
+    /// Run the probes of the container running as `target` until aborted; a failed liveness
+    /// or startup probe notifies `kill`.
+    async fn probe(self: Arc<Self>, idx: usize, target: crate::exec::Target, kill: Arc<Notify>) {
         let c = self.spec.containers[idx].clone();
-        let env = Vec::new();
-        let make = |p: &Option<super::spec::Probe>| p.as_ref().map(|p| Prober::new(p, &c, &env));
+        let make = |p: &Option<super::spec::Probe>| p.as_ref().map(|p| Prober::new(p, &c, &target));
         let startup = make(&c.startup_probe);
         let readiness = make(&c.readiness_probe);
         let liveness = make(&c.liveness_probe);
@@ -653,7 +658,11 @@ impl Worker {
                 kill.notify_one();
                 return;
             }
-            self.with_status(Role::Main, idx, |s| s.started = true);
+            let ready = c.readiness_probe.is_none();
+            self.with_status(Role::Main, idx, |s| {
+                s.started = true;
+                s.ready = ready;
+            });
         }
         let readiness = readiness.and_then(Result::ok);
         let liveness = liveness.and_then(Result::ok);

@@ -4,7 +4,9 @@
 //! upgraded. WebSocket messages (`[channel][data]`) and the tunnel's frames are translated both
 //! ways until the command ends and its status has been sent on channel 3.
 //!
-//! SPDY (kubectl before 1.30, and its fallback) is refused with a message saying so.
+//! SPDY (kubectl before 1.30, and its fallback) is refused with a message saying so — after
+//! asking the node whether the container could run a command at all, since the fallback's
+//! answer is the one kubectl shows.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -52,7 +54,25 @@ pub async fn serve(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
             .unwrap_or("")
             .to_string()
     };
+    let target = format!(
+        "{}/{name}/{container}?podUID={}",
+        text("/metadata/namespace"),
+        text("/metadata/uid")
+    );
     if !header("upgrade").eq_ignore_ascii_case("websocket") {
+        // kubectl falls back to SPDY whenever the WebSocket upgrade is refused, so this is
+        // where it reads why: a container that cannot run commands says so first.
+        let (_, rx) = mpsc::channel::<Bytes>(1);
+        let check = format!("/execCheck/{target}");
+        let body = crate::tunnel::channel_body(rx);
+        let resp = ctx
+            .state
+            .tunnels
+            .send(&node, http::Method::POST, &check, body)
+            .await?;
+        if resp.status() == StatusCode::BAD_REQUEST {
+            return Err(agent_error(resp).await);
+        }
         return Err(ApiError::bad_request(
             "ledge serves exec over WebSocket only (kubectl 1.30 or newer); SPDY upgrades are not supported",
         ));
@@ -69,11 +89,7 @@ pub async fn serve(ctx: Ctx, req: Request<Incoming>) -> Result<Response<Body>, A
         )));
     };
     let accept = websocket::accept_key(&header("sec-websocket-key"));
-    let mut path = format!(
-        "/exec/{}/{name}/{container}?podUID={}",
-        text("/metadata/namespace"),
-        text("/metadata/uid")
-    );
+    let mut path = format!("/exec/{target}");
     for c in command {
         path.push_str(&format!("&command={}", crate::http::query::encode(c)));
     }
