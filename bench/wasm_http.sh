@@ -6,9 +6,11 @@
 #
 # 1. builds the hello component (examples/hello-wasm) and the C preview 1 hello;
 # 2. HTTP: serves hello-http.wasm with ledge-wasm (the `wasm_bench` example driving WasmRuntime
-#    directly, release build) and with `wasmtime serve`, each on a free loopback port, and
-#    measures both with the same load generator (Debian `wrk`, keep-alive HTTP/1.1): requests/s
-#    and latency percentiles;
+#    directly, release build), with `wasmtime serve`, and through ledge as a user runs it
+#    (`ledge up`, the image imported, a one-replica Deployment and a NodePort Service applied
+#    with kubectl: the pod's containerPort, then the agent's NodePort proxy in front), each on
+#    free loopback ports, and measures all with the same load generator (Debian `wrk`,
+#    keep-alive HTTP/1.1): requests/s and latency percentiles;
 # 3. CPU limits: how much a spinning guest gets done under limits.cpu 500m and 250m, relative
 #    to none (epoch duty cycle, crates/wasm/src/limits.rs);
 # 4. starts: cold (compile), warm (disk cache, new runtime) and hot (instantiate + run + exit)
@@ -50,8 +52,9 @@ fi
 
 echo "==> building fixtures and the release driver"
 "$REPO_ROOT/crates/wasm/fixtures/build.sh"
-cargo build --quiet --release -p ledge-wasm --example wasm_bench
+cargo build --quiet --release -p ledge-wasm --example wasm_bench -p ledge
 DRIVER=$CARGO_TARGET_DIR/release/examples/wasm_bench
+LEDGE=$CARGO_TARGET_DIR/release/ledge
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -115,10 +118,65 @@ wait_http "$PORT"
 run_wrk "wasmtime (tuned)" "$PORT"
 kill "${PIDS[-1]}"
 
-python3 - "$SCRATCH/ledge-wasm.rps" "$SCRATCH/wasmtime serve.rps" "$SCRATCH/wasmtime (tuned).rps" <<'PY'
+# Through ledge: `ledge up` (server + agent in one process), the component as a pod of a
+# Deployment, a NodePort Service in front; no CPU or memory limits, so the pod gets what the
+# runtimes above got.
+API_PORT=$(free_port)
+POD_PORT=$(free_port)
+NODE_PORT=$(python3 -c 'import random, socket
+while True:
+    p = random.randint(30000, 32767); s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass')
+"$LEDGE" up --data-dir "$SCRATCH/up" --https-listen-port "$API_PORT" --bind-address 127.0.0.1 \
+    --node-name bench >"$SCRATCH/up.log" 2>&1 &
+PIDS+=($!)
+export KUBECONFIG=$SCRATCH/up/server/admin.kubeconfig
+for _ in $(seq 1 600); do
+    kubectl get --raw /readyz >/dev/null 2>&1 && kubectl get node bench >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"$LEDGE" image import "$FIXTURES/hello-http.wasm" --name hello-wasm:bench \
+    --data-dir "$SCRATCH/up/agent" >/dev/null
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello-wasm}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: hello-wasm}}
+  template:
+    metadata: {labels: {app: hello-wasm}}
+    spec:
+      runtimeClassName: wasm
+      containers:
+      - name: hello
+        image: hello-wasm:bench
+        ports: [{name: http, containerPort: $POD_PORT}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello-wasm}
+spec:
+  type: NodePort
+  selector: {app: hello-wasm}
+  ports: [{name: http, port: 80, targetPort: http, nodePort: $NODE_PORT}]
+YAML
+kubectl rollout status deployment/hello-wasm --timeout=120s >/dev/null
+wait_http "$POD_PORT"
+run_wrk "ledge pod" "$POD_PORT"
+wait_http "$NODE_PORT"
+run_wrk "ledge NodePort" "$NODE_PORT"
+kill "${PIDS[-1]}"
+
+python3 - "$SCRATCH/ledge-wasm.rps" "$SCRATCH/wasmtime serve.rps" "$SCRATCH/wasmtime (tuned).rps" \
+    "$SCRATCH/ledge pod.rps" "$SCRATCH/ledge NodePort.rps" <<'PY'
 import sys
-ours, ref, tuned = (float(open(p).read()) for p in sys.argv[1:4])
+ours, ref, tuned, pod, nodeport = (float(open(p).read()) for p in sys.argv[1:6])
 print(f"ledge-wasm / wasmtime serve throughput: {ours / ref:.2f} (defaults), {ours / tuned:.2f} (same pool settings)")
+print(f"through ledge / wasmtime serve (defaults): pod port {pod / ref:.2f}, NodePort {nodeport / ref:.2f}")
 PY
 
 echo "==> CPU limits: a spinning guest, 3 s each"
