@@ -138,12 +138,15 @@ def status(cluster, ns, name):
     return cluster.pod(ns, name)["status"].get("containerStatuses", [{}])[0]
 
 
-def test_wasi_command_reads_a_volume_and_exits(cluster, ns):
-    import_image(cluster, fixture("hello-p1.wasm"), "hello-p1:1")
+@pytest.mark.parametrize("module", ["hello-p1.wasm", "hello-command.wasm"],
+                         ids=["preview1-module", "preview2-component"])
+def test_wasi_command_reads_a_volume_and_exits(cluster, ns, module):
+    image = module.removesuffix(".wasm") + ":1"
+    import_image(cluster, fixture(module), image)
     cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "data"},
          "data": {"note.txt": "read through a preopened dir\n"}},
-        command_pod("reader", "hello-p1:1", env=[{"name": "GREETING", "value": "hi"}],
+        command_pod("reader", image, env=[{"name": "GREETING", "value": "hi"}],
                     restartPolicy="Never",
                     container={"args": ["/data/note.txt"],
                                "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
@@ -151,8 +154,8 @@ def test_wasi_command_reads_a_volume_and_exits(cluster, ns):
     e2e_util.wait_until(lambda: cluster.pod(ns, "reader")["status"].get("phase") == "Succeeded",
                         "the command to succeed")
     out = cluster.kubectl("-n", ns, "logs", "reader").stdout
-    assert "hello from c" in out and "GREETING=hi" in out
-    assert "read through a preopened dir" in out
+    assert "hello from c" in out and "warning from c" in out and "GREETING=hi" in out
+    assert "argv[1]=/data/note.txt" in out and "read through a preopened dir" in out
     assert status(cluster, ns, "reader")["state"]["terminated"]["reason"] == "Completed"
 
 
