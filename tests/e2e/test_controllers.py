@@ -454,8 +454,11 @@ def test_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out(kubectl, ns, v1
     assert {p.metadata.labels["controller-revision-hash"] for p in new} != {old_hash}
     revisions = kubectl.json("get", "controllerrevisions", "-n", ns)["items"]
     assert sorted(r["revision"] for r in revisions) == [1, 2]
-    history = kubectl("rollout", "history", "ds/agent", "-n", ns).stdout
-    assert "1" in history and "2" in history, history
+    history = kubectl("rollout", "history", "ds/agent", "-n", ns).stdout.splitlines()
+    assert history[0].strip() == "daemonset.apps/agent", history
+    assert history[1].split() == ["REVISION", "CHANGE-CAUSE"], history
+    assert [line.split() for line in history[2:] if line.strip()] == \
+        [["1", "<none>"], ["2", "<none>"]], history
 
 
 # --------------------------------------------------------------------------------------------------

@@ -125,6 +125,14 @@ def test_hello_wasm_deployment_lifecycle(cluster, ns, tmp_path):
                         timeout=60)
     e2e_util.wait_until(lambda: port_closed("http://127.0.0.1:8080/"),
                         "the component's port closed")
+    e2e_util.wait_until(lambda: port_closed("http://127.0.0.1:30080/"), "the node port closed")
+    for kind in ("deployments", "replicasets", "services", "endpointslices"):
+        left = e2e_util.wait_until(
+            lambda: not k.json("-n", ns, "get", kind, "-l", "app=hello-wasm")["items"]
+            and not [i for i in k.json("-n", ns, "get", kind)["items"]
+                     if i["metadata"]["name"].startswith("hello-wasm")],
+            f"no {kind} of hello-wasm left")
+        assert left
 
 
 def command_pod(name, image, env=None, **spec):
