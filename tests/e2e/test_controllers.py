@@ -591,8 +591,29 @@ def test_cron_job_is_accepted_suspended_and_runs_jobs_created_from_it(kubectl, n
     assert "True" in out, out
 
 
-def test_cron_job_in_another_time_zone_is_reported_not_scheduled(kubectl, ns):
-    create(kubectl, ns, cron_job("zoned", schedule="* * * * *", timeZone="Europe/Berlin"))
-    wait_until(lambda: "UTC only" in events_of(kubectl, ns, "zoned", "UnknownTimeZone"),
-               "an UnknownTimeZone event")
-    assert kubectl.json("get", "jobs", "-n", ns)["items"] == []
+def test_cron_job_time_zones_are_checked_and_followed(kubectl, ns):
+    for zone, why in [("Mars/Olympus", "unknown time zone Mars/Olympus"),
+                      ("Local", "timeZone must be an explicit time zone"),
+                      ("", "timeZone must be nil or non-empty string")]:
+        out = kubectl("create", "-n", ns, "-f", "-", check=False,
+                      input=manifest(cron_job("bad-zone", timeZone=zone)))
+        assert out.returncode != 0 and "spec.timeZone: Invalid value" in out.stderr \
+            and why in out.stderr, out.stderr
+    out = kubectl("create", "-n", ns, "-f", "-", check=False,
+                  input=manifest(cron_job("tz-prefix", schedule="CRON_TZ=UTC 0 0 * * *")))
+    assert out.returncode != 0 and "use timeZone field instead" in out.stderr, out.stderr
+
+    # India is 5:30 ahead of UTC, so its hour is never UTC's: a schedule for every minute of
+    # the hour Kolkata's clock shows in 90 s fires soon only if it is read in Kolkata's zone.
+    from zoneinfo import ZoneInfo
+    soon = datetime.now(ZoneInfo("Asia/Kolkata")).timestamp() + 90
+    hour = datetime.fromtimestamp(soon, ZoneInfo("Asia/Kolkata")).hour
+    create(kubectl, ns, cron_job("zoned", schedule=f"* {hour} * * *", timeZone="Asia/Kolkata"))
+    rows = kubectl("get", "cronjob", "zoned", "-n", ns).stdout.splitlines()
+    assert rows[0].split()[:3] == ["NAME", "SCHEDULE", "TIMEZONE"], rows
+    assert rows[1].split()[1:4] == ["*", str(hour), "*"] and "Asia/Kolkata" in rows[1], rows
+    jobs = wait_until(lambda: kubectl.json("get", "jobs", "-n", ns, "-l", "cron=zoned")["items"]
+                      or kubectl.json("get", "jobs", "-n", ns)["items"],
+                      "a Job of the zoned CronJob", timeout=180)
+    assert all(j["metadata"]["name"].startswith("zoned-") for j in jobs), jobs
+    assert events_of(kubectl, ns, "zoned", "UnknownTimeZone") == ""

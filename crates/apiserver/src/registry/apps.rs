@@ -505,12 +505,31 @@ impl Strategy for CronJobs {
         let schedule = table::text(obj, ".spec.schedule");
         if schedule.is_empty() {
             causes.push(required("spec.schedule"));
+        } else if schedule.contains("TZ") {
+            causes.push(invalid(
+                "spec.schedule",
+                &json!(schedule),
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            ));
         } else if !schedule.starts_with('@') && schedule.split_whitespace().count() != 5 {
             causes.push(invalid(
                 "spec.schedule",
                 &json!(schedule),
                 "expected exactly 5 fields, found a different number",
             ));
+        }
+        match obj.at("/spec/timeZone").and_then(Value::as_str) {
+            Some("") => causes.push(invalid(
+                "spec.timeZone",
+                &json!(""),
+                "timeZone must be nil or non-empty string",
+            )),
+            Some(zone) => {
+                if let Err(e) = ledge_api::time::time_zone(zone) {
+                    causes.push(invalid("spec.timeZone", &json!(zone), &e));
+                }
+            }
+            None => {}
         }
         causes
     }

@@ -6,8 +6,12 @@
 //! both day fields are restricted a day matches either; when one is `*`, only the other counts.
 //! Not supported: `@every <duration>` and `TZ=`/`CRON_TZ=` prefixes (upstream refuses the
 //! latter too; the CronJob's `timeZone` field says the zone).
+//!
+//! A schedule is read in its [`Zone`] (UTC unless the CronJob names an IANA zone): the fields
+//! match the wall clock there. A wall-clock time that a daylight-saving change skips does not
+//! fire that day; one it repeats fires once, at its first occurrence.
 
-use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 
 /// Why a schedule does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,9 +44,73 @@ pub enum CronError {
     },
 }
 
-/// A parsed schedule: the set of allowed values of each field, as bit masks.
+/// The time zone a schedule's fields are read in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Zone {
+    /// UTC: a CronJob without `timeZone`.
+    #[default]
+    Utc,
+    /// An IANA zone from the system's time zone database (or, without one, ledge's copy).
+    Named(jiff::tz::TimeZone),
+}
+
+impl Zone {
+    /// The zone `spec.timeZone` names (`""`: UTC), or upstream's validation message.
+    ///
+    /// # Errors
+    /// `Local`, or a name the time zone database does not have.
+    pub fn named(name: &str) -> Result<Zone, String> {
+        Ok(ledge_api::time::time_zone(name)?.map_or(Zone::Utc, Zone::Named))
+    }
+
+    /// The wall-clock time at `t`, to the minute.
+    fn local(&self, t: DateTime<Utc>) -> Option<NaiveDateTime> {
+        let t = t.with_second(0)?.with_nanosecond(0)?;
+        match self {
+            Zone::Utc => Some(t.naive_utc()),
+            Zone::Named(tz) => {
+                let ts = jiff::Timestamp::from_second(t.timestamp()).ok()?;
+                let dt = tz.to_datetime(ts);
+                NaiveDate::from_ymd_opt(dt.year().into(), dt.month() as u32, dt.day() as u32)?
+                    .and_hms_opt(dt.hour() as u32, dt.minute() as u32, 0)
+            }
+        }
+    }
+
+    /// The instants a wall-clock time names, earliest first: none in a daylight-saving gap,
+    /// two in a fold.
+    fn instants(&self, local: NaiveDateTime) -> Vec<DateTime<Utc>> {
+        let Zone::Named(tz) = self else {
+            return vec![local.and_utc()];
+        };
+        let Ok(civil) = jiff::civil::DateTime::new(
+            local.year() as i16,
+            local.month() as i8,
+            local.day() as i8,
+            local.hour() as i8,
+            local.minute() as i8,
+            0,
+            0,
+        ) else {
+            return Vec::new();
+        };
+        let offsets = match tz.to_ambiguous_timestamp(civil).offset() {
+            jiff::tz::AmbiguousOffset::Unambiguous { offset } => vec![offset],
+            jiff::tz::AmbiguousOffset::Gap { .. } => Vec::new(),
+            jiff::tz::AmbiguousOffset::Fold { before, after } => vec![before, after],
+        };
+        offsets
+            .into_iter()
+            .filter_map(|o| o.to_timestamp(civil).ok())
+            .filter_map(|ts| Utc.timestamp_opt(ts.as_second(), 0).single())
+            .collect()
+    }
+}
+
+/// A parsed schedule: the set of allowed values of each field, as bit masks, and its zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
+    zone: Zone,
     minutes: u64,
     hours: u64,
     days: u64,
@@ -119,6 +187,7 @@ pub fn parse(text: &str) -> Result<Schedule, CronError> {
     let (months, _) = parse_field(fields[3], &MONTH)?;
     let (weekdays, weekdays_star) = parse_field(fields[4], &WEEKDAY)?;
     Ok(Schedule {
+        zone: Zone::Utc,
         minutes,
         hours,
         days,
@@ -193,7 +262,12 @@ fn has(mask: u64, v: u32) -> bool {
 }
 
 impl Schedule {
-    fn day_matches(&self, t: DateTime<Utc>) -> bool {
+    /// The same schedule read in `zone`.
+    pub fn in_zone(self, zone: Zone) -> Self {
+        Self { zone, ..self }
+    }
+
+    fn day_matches(&self, t: NaiveDateTime) -> bool {
         let dom = has(self.days, t.day());
         let dow = has(self.weekdays, t.weekday().num_days_from_sunday());
         if self.days_star || self.weekdays_star {
@@ -203,18 +277,34 @@ impl Schedule {
         }
     }
 
-    /// Whether the schedule fires in the minute of `t`.
-    pub fn matches(&self, t: DateTime<Utc>) -> bool {
+    fn matches_local(&self, t: NaiveDateTime) -> bool {
         has(self.months, t.month())
             && self.day_matches(t)
             && has(self.hours, t.hour())
             && has(self.minutes, t.minute())
     }
 
+    /// Whether the schedule fires in the minute of `t`.
+    pub fn matches(&self, t: DateTime<Utc>) -> bool {
+        self.zone.local(t).is_some_and(|l| self.matches_local(l))
+    }
+
     /// The first time strictly after `t` (at a whole minute) the schedule fires; `None` when it
     /// never does within five years (e.g. `0 0 30 2 *`).
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut t = t.with_second(0)?.with_nanosecond(0)? + Duration::minutes(1);
+        let mut local = self.zone.local(t)?;
+        loop {
+            local = self.next_local(local)?;
+            // The first instant of that wall-clock time after `t`; none in a gap.
+            if let Some(at) = self.zone.instants(local).into_iter().find(|at| *at > t) {
+                return Some(at);
+            }
+        }
+    }
+
+    /// The first wall-clock minute strictly after `t` whose fields match.
+    fn next_local(&self, t: NaiveDateTime) -> Option<NaiveDateTime> {
+        let mut t = t + Duration::minutes(1);
         let limit = t.year() + 5;
         while t.year() <= limit {
             if !has(self.months, t.month()) {
@@ -223,11 +313,11 @@ impl Schedule {
                 } else {
                     (t.year(), t.month() + 1)
                 };
-                t = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single()?;
+                t = NaiveDate::from_ymd_opt(y, m, 1)?.and_hms_opt(0, 0, 0)?;
                 continue;
             }
             if !self.day_matches(t) {
-                t = t.date_naive().succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc();
+                t = t.date().succ_opt()?.and_hms_opt(0, 0, 0)?;
                 continue;
             }
             if !has(self.hours, t.hour()) {
@@ -261,6 +351,55 @@ mod tests {
         s.next_after(t(after))
             .map(|n| n.format("%Y-%m-%dT%H:%M:%SZ").to_string())
             .unwrap_or_default()
+    }
+
+    fn next_in(schedule: &str, zone: &str, after: &str) -> String {
+        let s = parse(schedule)
+            .expect("valid schedule")
+            .in_zone(Zone::named(zone).expect("known zone"));
+        s.next_after(t(after))
+            .map(|n| n.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn schedules_follow_the_wall_clock_of_their_zone() {
+        // 09:00 in Berlin is 08:00 UTC in winter (CET), 07:00 in summer (CEST).
+        assert_eq!(
+            next_in("0 9 * * *", "Europe/Berlin", "2024-01-15T00:00:00Z"),
+            "2024-01-15T08:00:00Z"
+        );
+        assert_eq!(
+            next_in("0 9 * * *", "Europe/Berlin", "2024-07-15T00:00:00Z"),
+            "2024-07-15T07:00:00Z"
+        );
+        // Day boundaries are the zone's: Monday 00:30 in Tokyo is Sunday 15:30 UTC.
+        assert_eq!(
+            next_in("30 0 * * mon", "Asia/Tokyo", "2024-01-01T00:00:00Z"),
+            "2024-01-07T15:30:00Z"
+        );
+        // 2024-03-31 02:00 → 03:00 in Berlin: 02:30 does not exist that day.
+        assert_eq!(
+            next_in("30 2 * * *", "Europe/Berlin", "2024-03-30T12:00:00Z"),
+            "2024-04-01T00:30:00Z"
+        );
+        // 2024-10-27 03:00 → 02:00: 02:30 happens twice and fires once, the first time.
+        let first = next_in("30 2 * * *", "Europe/Berlin", "2024-10-26T12:00:00Z");
+        assert_eq!(first, "2024-10-27T00:30:00Z");
+        assert_eq!(
+            next_in("30 2 * * *", "Europe/Berlin", &first),
+            "2024-10-28T01:30:00Z"
+        );
+        assert!(
+            parse("0 9 * * *")
+                .expect("valid")
+                .in_zone(Zone::named("Europe/Berlin").expect("zone"))
+                .matches(t("2024-01-15T08:00:00Z"))
+        );
+        assert_eq!(
+            next_in("0 9 * * *", "", "2024-01-15T00:00:00Z"),
+            "2024-01-15T09:00:00Z"
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! Replace); keeps `status.active`, `lastScheduleTime` and `lastSuccessfulTime`; deletes
 //! finished Jobs beyond `successfulJobsHistoryLimit` / `failedJobsHistoryLimit`.
 //!
-//! Time zones: ledge evaluates schedules in UTC only. A CronJob whose `timeZone` is set to
-//! anything but `UTC` (or `Etc/UTC`) is not scheduled; it gets an `UnknownTimeZone` warning
-//! event instead, as upstream does for a zone it cannot load.
+//! Time zones: a schedule is read in `spec.timeZone` (an IANA name from the system's time zone
+//! database, else ledge's bundled copy; UTC when unset). A zone that cannot be loaded (the API
+//! refuses unknown names, but the database may change) gets an `UnknownTimeZone` warning event
+//! instead of Jobs, as upstream.
 //!
 //! Time comes from the [`Clock`] seam, so [`schedule`]'s rules are tested at chosen instants;
 //! API writes live in `sync.rs`.

@@ -115,18 +115,23 @@ impl CronJobController {
         if meta::is_deleting(cj) {
             return Ok(Action::AwaitChange);
         }
-        let zone = meta::str_at(cj, "/spec/timeZone");
-        if !matches!(zone, "" | "UTC" | "Etc/UTC") {
-            self.events.warning(
-                &CRON_JOB,
-                cj,
-                "UnknownTimeZone",
-                format!("invalid timeZone: {zone:?}: ledge schedules CronJobs in UTC only"),
-            );
-            return Ok(Action::AwaitChange);
-        }
+        let zone = match cron::Zone::named(meta::str_at(cj, "/spec/timeZone")) {
+            Ok(z) => z,
+            Err(e) => {
+                self.events.warning(
+                    &CRON_JOB,
+                    cj,
+                    "UnknownTimeZone",
+                    format!(
+                        "invalid timeZone: {:?}: {e}",
+                        meta::str_at(cj, "/spec/timeZone")
+                    ),
+                );
+                return Ok(Action::AwaitChange);
+            }
+        };
         let sched = match cron::parse(meta::str_at(cj, "/spec/schedule")) {
-            Ok(s) => s,
+            Ok(s) => s.in_zone(zone),
             Err(e) => {
                 self.events.warning(
                     &CRON_JOB,
