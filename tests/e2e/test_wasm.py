@@ -8,6 +8,7 @@ are not Wasm. The fixtures are built from registry tools by `./test.sh`'s deps s
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -171,11 +172,22 @@ def test_crashing_module_backs_off(cluster, ns):
     import_image(cluster, fixture("hello-p1.wasm"), "hello-p1:1")
     cluster.kubectl("-n", ns, "apply", "-f", "-", input=e2e_util.manifest(
         command_pod("crasher", "hello-p1:1", env=[{"name": "EXIT_CODE", "value": "4"}])))
-    s = e2e_util.wait_until(lambda: (s := status(cluster, ns, "crasher"))
-                            .get("restartCount", 0) >= 2 and s, "two restarts", timeout=60)
+    # The back-off shown while waiting, by the restart count it was shown at: it grows.
+    delays: dict[int, int] = {}
+
+    def three_restarts():
+        s = status(cluster, ns, "crasher")
+        waiting = s.get("state", {}).get("waiting") or {}
+        if waiting.get("reason") == "CrashLoopBackOff":
+            match = re.match(r"^back-off (\d+)s restarting failed container=main pod=crasher_",
+                             waiting.get("message", ""))
+            assert match, waiting
+            delays.setdefault(s["restartCount"], int(match.group(1)))
+        return s.get("restartCount", 0) >= 3 and s
+    s = e2e_util.wait_until(three_restarts, "three restarts", timeout=120, interval=0.1)
     assert s["lastState"]["terminated"]["exitCode"] == 4
-    e2e_util.wait_until(lambda: status(cluster, ns, "crasher").get("state", {})
-                        .get("waiting", {}).get("reason") == "CrashLoopBackOff", "CrashLoopBackOff")
+    shown = [delays[c] for c in sorted(delays)]
+    assert len(shown) >= 2 and shown == sorted(set(shown)), delays
 
 
 def test_trap_and_bad_images_are_reported(cluster, ns, tmp_path):
