@@ -23,7 +23,7 @@ impl Rng {
 }
 
 fn captured_bodies() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let dir = Path::new(&crate::manifest_dir()).join("tests/data");
     let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|entry| {

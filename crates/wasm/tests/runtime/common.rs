@@ -109,7 +109,7 @@ pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) ->
 pub fn fixture(name: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = PathBuf::from(crate::manifest_dir());
         let out = match std::env::var_os("LEDGE_WASM_FIXTURES") {
             Some(dir) => PathBuf::from(dir),
             None => {
