@@ -585,7 +585,10 @@ impl Worker {
         };
         self.shared.logs.started(&log_path);
         match runtime.start(spec).await {
-            Ok(started) => Ok((started, image_id, log_path, exec_target)),
+            Ok(started) => {
+                self.event(false, "Created", format!("Created container: {}", c.name));
+                Ok((started, image_id, log_path, exec_target))
+            }
             Err(e) => {
                 self.shared.logs.ended(&log_path);
                 Err((e.reason().to_string(), e.to_string()))
@@ -617,6 +620,11 @@ impl Worker {
                         ),
                     ));
                 }
+                self.event(
+                    false,
+                    "Pulled",
+                    format!("Container image \"{}\" already present on machine", c.image),
+                );
                 Ok((Some(path), rec.digest))
             }
             // A process container may name a host program in `command` instead of an image.

@@ -196,11 +196,12 @@ impl Strategy for Pods {
         if let Some(spec) = obj.get_mut("spec") {
             generic::default_pod_spec(spec);
         }
+        let qos = obj.get("spec").map_or("BestEffort", generic::qos_class);
         if let Some(m) = obj.as_object_mut() {
             let status = m.entry("status").or_insert(json!({}));
             if let Some(s) = status.as_object_mut() {
                 s.entry("phase").or_insert(json!("Pending"));
-                s.entry("qosClass").or_insert(json!("BestEffort"));
+                s.entry("qosClass").or_insert(json!(qos));
             }
         }
     }

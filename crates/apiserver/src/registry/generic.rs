@@ -1,6 +1,7 @@
 //! The strategy for kinds with no special behaviour, and the pod-template helpers shared by the
 //! workload kinds.
 
+use ledge_api::Pointer as _;
 use ledge_api::StatusCause;
 use serde_json::{Value, json};
 
@@ -70,7 +71,8 @@ pub fn default_pod_spec(spec: &mut Value) {
                 c.entry("terminationMessagePath")
                     .or_insert(json!("/dev/termination-log"));
                 c.entry("terminationMessagePolicy").or_insert(json!("File"));
-                c.entry("resources").or_insert(json!({}));
+                let resources = c.entry("resources").or_insert(json!({}));
+                default_requests_from_limits(resources);
                 let image = c.get("image").and_then(Value::as_str).unwrap_or("");
                 let latest = !image.contains('@')
                     && image
@@ -87,8 +89,75 @@ pub fn default_pod_spec(spec: &mut Value) {
                         p.entry("protocol").or_insert(json!("TCP"));
                     }
                 }
+                for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                    if let Some(probe) = c.get_mut(kind).and_then(Value::as_object_mut) {
+                        default_probe(probe);
+                    }
+                }
             }
         }
+    }
+}
+
+/// Upstream `SetDefaults_Pod`: a resource with a limit and no request requests its limit.
+fn default_requests_from_limits(resources: &mut Value) {
+    let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    let Some(r) = resources.as_object_mut() else {
+        return;
+    };
+    let requests = r.entry("requests").or_insert(json!({}));
+    if let Some(requests) = requests.as_object_mut() {
+        for (name, limit) in limits {
+            requests.entry(name).or_insert(limit);
+        }
+    }
+}
+
+/// Upstream `GetPodQOS` of a defaulted pod spec: `BestEffort` without CPU or memory requests
+/// and limits, `Guaranteed` when every container's CPU and memory requests equal its limits,
+/// `Burstable` otherwise.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let quantity =
+        |c: &Value, kind: &str, name: &str| match c.at(&format!("/resources/{kind}/{name}")) {
+            Some(Value::String(q)) => Some(ledge_api::quantity::milli_value(q).unwrap_or(0)),
+            Some(Value::Number(n)) => n.as_i64().map(|n| n * 1000),
+            _ => None,
+        };
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| spec.get(*list).and_then(Value::as_array))
+        .flatten();
+    let (mut any, mut guaranteed) = (false, true);
+    for c in containers {
+        for name in ["cpu", "memory"] {
+            let request = quantity(c, "requests", name).filter(|q| *q != 0);
+            let limit = quantity(c, "limits", name).filter(|q| *q != 0);
+            any |= request.is_some() || limit.is_some();
+            guaranteed &= limit.is_some() && request == limit;
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// Upstream `SetDefaults_Probe` and `SetDefaults_HTTPGetAction`.
+fn default_probe(probe: &mut serde_json::Map<String, Value>) {
+    for (field, value) in [
+        ("timeoutSeconds", 1),
+        ("periodSeconds", 10),
+        ("successThreshold", 1),
+        ("failureThreshold", 3),
+    ] {
+        probe.entry(field).or_insert(json!(value));
+    }
+    if let Some(get) = probe.get_mut("httpGet").and_then(Value::as_object_mut) {
+        get.entry("path").or_insert(json!("/"));
+        get.entry("scheme").or_insert(json!("HTTP"));
     }
 }
 
@@ -149,4 +218,59 @@ pub fn containers_images(obj: &Value, spec_path: &str) -> (Value, Value) {
     let names: Vec<&str> = cs.iter().filter_map(|c| c.get("name")?.as_str()).collect();
     let images: Vec<&str> = cs.iter().filter_map(|c| c.get("image")?.as_str()).collect();
     (json!(names.join(",")), json!(images.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_get_upstreams_defaults_and_keep_what_is_set() {
+        let mut spec = json!({"containers": [{"name": "c", "image": "x:1",
+            "readinessProbe": {"httpGet": {"port": 80}},
+            "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 2}}]});
+        default_pod_spec(&mut spec);
+        let c = &spec["containers"][0];
+        assert_eq!(
+            c["readinessProbe"],
+            json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1,
+                   "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
+        );
+        assert_eq!(c["livenessProbe"]["periodSeconds"], 2);
+        assert_eq!(c["livenessProbe"]["failureThreshold"], 3);
+        assert!(c.get("startupProbe").is_none());
+    }
+
+    #[test]
+    fn requests_default_to_limits_and_set_the_qos_class() {
+        let spec = |resources: Value| {
+            let mut spec = json!({"containers": [{"name": "c", "image": "x:1",
+                                                  "resources": resources}]});
+            default_pod_spec(&mut spec);
+            spec
+        };
+        let guaranteed = spec(json!({"limits": {"cpu": "500m", "memory": "32Mi"}}));
+        assert_eq!(
+            guaranteed["containers"][0]["resources"]["requests"],
+            json!({"cpu": "500m", "memory": "32Mi"})
+        );
+        assert_eq!(qos_class(&guaranteed), "Guaranteed");
+        let burstable = spec(json!({"requests": {"cpu": "100m"},
+                                    "limits": {"cpu": "500m", "memory": "32Mi"}}));
+        assert_eq!(
+            burstable["containers"][0]["resources"]["requests"]["memory"],
+            "32Mi"
+        );
+        assert_eq!(qos_class(&burstable), "Burstable");
+        assert_eq!(
+            qos_class(&spec(json!({"requests": {"memory": "1Gi"}}))),
+            "Burstable"
+        );
+        assert_eq!(qos_class(&spec(json!({}))), "BestEffort");
+        // Other resources do not count.
+        assert_eq!(
+            qos_class(&spec(json!({"limits": {"ephemeral-storage": "1Gi"}}))),
+            "BestEffort"
+        );
+    }
 }
