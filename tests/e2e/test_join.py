@@ -3,7 +3,8 @@ own data dir. The agent verifies the server against the CA hash in its token, ge
 certificate through the CSR API, registers its Node (Ready, labelled, with real capacity) and
 renews its Lease. Bad tokens are refused with a clear message; a bootstrap token can do nothing
 but ask for a certificate, and a node certificate reaches only its own Node and Lease and what
-its pods need (the Node authorizer).
+its pods need (the Node authorizer). An agent whose server is unreachable waits for it, saying
+so once, and joins when it appears; stopped or killed meanwhile, it leaves nothing half-written.
 
 Every agent here is tainted `ledge.dev/e2e-agent=true:NoSchedule` so the server's scheduler puts
 no other test's pods on it, and its Node is deleted at the end.
@@ -15,10 +16,14 @@ import hashlib
 import http.client
 import json
 import os
+import signal
+import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import pytest
@@ -386,3 +391,137 @@ def test_a_node_certificate_reaches_only_its_node_its_lease_and_what_its_pods_ne
         assert "forbidden" not in agent.output().lower(), agent.output()
     finally:
         kubectl("delete", "node", other, "--ignore-not-found", "--wait=false")
+
+
+# --------------------------------------------------------------------------------------------------
+# an agent whose server is not there (yet)
+
+
+class TcpRelay:
+    """Listens on 127.0.0.1:`port` and relays every connection to `target` (host, port): the
+    server turning up at the address an agent has been told to use. Until `forward` is set it
+    hangs up on each connection at once (a server still starting), counting them."""
+
+    def __init__(self, port: int, target: tuple[str, int]):
+        self.target = target
+        self.accepted = 0
+        self.forward = False
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if not self.forward:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+        for s in self.sockets:
+            s.close()
+
+
+def retry_warnings(agent: e2e_util.Agent) -> list[str]:
+    """The agent's log lines saying that it cannot reach its server and will retry."""
+    return [line for line in agent.output().splitlines()
+            if "cannot reach" in line and "retrying" in line]
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir())
+
+
+def test_an_agent_started_before_its_server_waits_and_joins_once_it_is_reachable(
+        ledge_bin, server, kubectl, token, node_name, agents, tmp_path):
+    # The agent of an edge box often boots before the network or the server is up: it must not
+    # exit (a supervisor would restart it in a loop), it says once, on one line, what it waits
+    # for, and it joins on its own when the server appears at that address.
+    port = e2e_util.free_port()
+    url = f"https://127.0.0.1:{port}"
+    data_dir = tmp_path / "agent"
+    agent = agents(ledge_bin, SimpleNamespace(url=url), data_dir, node_name,
+                   tmp_path / "agent.log", token=token)
+    [warning] = e2e_util.wait_until(lambda: retry_warnings(agent), "the agent to say it retries")
+    assert " WARN " in warning and url in warning and "Connection refused" in warning, warning
+    assert agent.process.poll() is None, agent.output()
+    assert not (data_dir / "pki").exists(), files_under(data_dir)
+    out = agent.output()
+    assert token not in out and token.split(".")[-1] not in out
+    assert "panicked" not in out and "ERROR" not in out, out
+
+    target = urlparse(server.url)
+    relay = TcpRelay(port, (target.hostname, target.port))
+    try:
+        # Something listens there now but hangs up: the agent keeps trying, in the same process.
+        e2e_util.wait_until(lambda: relay.accepted >= 3, "three more attempts", timeout=90)
+        assert agent.process.poll() is None, agent.output()
+        assert not (data_dir / "pki").exists(), files_under(data_dir)
+        relay.forward = True
+        e2e_util.wait_until(lambda: e2e_util.node_ready(kubectl, node_name),
+                            f"node {node_name} Ready once its server is reachable", timeout=90)
+        assert agent.process.poll() is None, agent.output()
+        assert (data_dir / "pki" / "node.crt").exists()
+        # Said once, not at every attempt.
+        assert len(retry_warnings(agent)) == 1, agent.output()
+        assert agent.stop() == 0, agent.output()
+    finally:
+        relay.close()
+
+
+def test_an_agent_stopped_while_it_waits_for_its_server_leaves_nothing_half_written(
+        ledge_bin, server, kubectl, token, node_name, agents, tmp_path):
+    url = f"https://127.0.0.1:{e2e_util.free_port()}"
+    data_dir = tmp_path / "agent"
+    nowhere = SimpleNamespace(url=url)
+
+    # Stopped the ordinary way, it ends at once and cleanly.
+    first = agents(ledge_bin, nowhere, data_dir, node_name, tmp_path / "first.log", token=token)
+    e2e_util.wait_until(lambda: retry_warnings(first), "the agent to say it retries")
+    assert first.stop() == 0, first.output()
+
+    # Killed outright, it leaves no credentials or partial files behind ...
+    second = agents(ledge_bin, nowhere, data_dir, node_name, tmp_path / "second.log", token=token)
+    e2e_util.wait_until(lambda: retry_warnings(second), "the agent to say it retries")
+    os.killpg(second.process.pid, signal.SIGKILL)
+    second.process.wait(timeout=10)
+    left = files_under(data_dir)
+    assert not [f for f in left if f.startswith("pki")], left
+    assert not [f for f in left if f.endswith((".tmp", ".part", ".new")) or "/." in f
+                or f.startswith(".")], left
+
+    # ... so the same data dir joins the real server like a new one.
+    third = agents(ledge_bin, server, data_dir, node_name, tmp_path / "third.log", token=token)
+    e2e_util.wait_until(lambda: e2e_util.node_ready(kubectl, node_name),
+                        f"node {node_name} Ready")
+    assert third.process.poll() is None, third.output()
+    assert "using the stored node certificate" not in third.output()
+    assert third.stop() == 0, third.output()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ledge_api::time::now;
+use ledge_api::time::format_time;
 use ledge_controller::Client;
 use ledge_controller::kinds::EVENT;
 use serde_json::{Value, json};
@@ -94,14 +94,13 @@ async fn write_events(
 
 /// A core/v1 Event about a pod from the scheduler, and its name.
 pub fn event_object(pod: &Value, kind: &str, reason: &str, message: &str) -> (String, Value) {
-    // Built from borrowed fields of the shared pod: one timestamp, the name suffix encoded
-    // into a stack buffer.
+    // Built from borrowed fields of the shared pod. Named as upstream's recorder names events,
+    // `<pod>.<UnixNano in hex>`, so that events of one second list in the order they happened.
     let ns = str_at(pod, "/metadata/namespace");
     let name = str_at(pod, "/metadata/name");
-    let mut id = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut id);
-    let event_name = format!("{name}.{}", &id[..16]);
-    let at = now();
+    let t = chrono::Utc::now();
+    let event_name = format!("{name}.{:x}", t.timestamp_nanos_opt().unwrap_or_default());
+    let at = format_time(t);
     let event = json!({
         "metadata": {"name": event_name, "namespace": ns},
         "involvedObject": {"kind": "Pod", "namespace": ns, "name": name,

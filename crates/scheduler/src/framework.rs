@@ -328,8 +328,9 @@ impl NodeInfo {
 pub enum Status {
     /// The pod fits.
     Fit,
-    /// It does not, for this reason (as counted in FailedScheduling messages); evicting pods
-    /// might change that (upstream `Unschedulable`).
+    /// It does not, for this reason (as counted in FailedScheduling messages; several reasons
+    /// one per line, as upstream's `Status.Reasons`); evicting pods might change that
+    /// (upstream `Unschedulable`).
     Unfit(String),
     /// It does not, and no preemption can change that (upstream
     /// `UnschedulableAndUnresolvable`).
@@ -343,6 +344,11 @@ impl Status {
             Status::Fit => None,
             Status::Unfit(r) | Status::Unresolvable(r) => Some(r),
         }
+    }
+
+    /// Each reason, unless the pod fits.
+    pub fn reasons(&self) -> impl Iterator<Item = &str> {
+        self.reason().into_iter().flat_map(|r| r.split('\n'))
     }
 }
 

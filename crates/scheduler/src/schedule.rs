@@ -59,7 +59,7 @@ impl FitError {
             msg.push_str(&format!(" {p}."));
         } else {
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for reason in self.statuses.values().filter_map(Status::reason) {
+            for reason in self.statuses.values().flat_map(Status::reasons) {
                 *counts.entry(reason).or_default() += 1;
             }
             let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();

@@ -328,9 +328,19 @@ pub(crate) fn pick_container(
             "container {c} is not valid for pod {name}"
         ))),
         None if main.len() == 1 => Ok(main[0].to_string()),
-        None => Err(ApiError::bad_request(format!(
-            "a container name must be specified for pod {name}, choose one of: [{}]",
-            main.join(" ")
-        ))),
+        None => {
+            let init = list("/spec/initContainers");
+            let mut message = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                main.join(" ")
+            );
+            if !init.is_empty() {
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    init.join(" ")
+                ));
+            }
+            Err(ApiError::bad_request(message))
+        }
     }
 }

@@ -178,7 +178,16 @@ fn pod_reason(pod: &Value) -> String {
             }
         }
         if reason == "Completed" && has_running {
-            reason = "Running".into();
+            let ready = pod
+                .at("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.get("type").and_then(Value::as_str) == Some("Ready")
+                            && c.get("status").and_then(Value::as_str) == Some("True")
+                    })
+                });
+            reason = if ready { "Running" } else { "NotReady" }.into();
         }
     }
     if object::is_deleting(pod) {

@@ -16,21 +16,29 @@ impl FilterPlugin for NodeResourcesFit {
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let (a, u, r) = (&node.allocatable, &node.requested, &pod.requests);
-        if a.pods > 0 && u.pods + 1 > a.pods {
-            return Status::Unfit("Too many pods".into());
+        // Every shortage, in upstream's order (`fitsRequest`), one reason each.
+        let short = [
+            (a.pods > 0 && u.pods + 1 > a.pods, "Too many pods"),
+            (
+                r.milli_cpu > 0 && u.milli_cpu + r.milli_cpu > a.milli_cpu,
+                "Insufficient cpu",
+            ),
+            (
+                r.memory > 0 && u.memory + r.memory > a.memory,
+                "Insufficient memory",
+            ),
+            (
+                r.ephemeral_storage > 0
+                    && u.ephemeral_storage + r.ephemeral_storage > a.ephemeral_storage,
+                "Insufficient ephemeral-storage",
+            ),
+        ];
+        let reasons: Vec<&str> = short.iter().filter(|(s, _)| *s).map(|(_, r)| *r).collect();
+        if reasons.is_empty() {
+            Status::Fit
+        } else {
+            Status::Unfit(reasons.join("\n"))
         }
-        if r.milli_cpu > 0 && u.milli_cpu + r.milli_cpu > a.milli_cpu {
-            return Status::Unfit("Insufficient cpu".into());
-        }
-        if r.memory > 0 && u.memory + r.memory > a.memory {
-            return Status::Unfit("Insufficient memory".into());
-        }
-        if r.ephemeral_storage > 0
-            && u.ephemeral_storage + r.ephemeral_storage > a.ephemeral_storage
-        {
-            return Status::Unfit("Insufficient ephemeral-storage".into());
-        }
-        Status::Fit
     }
 }
 
@@ -73,6 +81,14 @@ mod tests {
         assert_eq!(
             NodeResourcesFit.filter(&CycleState::default(), &mem, &n),
             Status::Unfit("Insufficient memory".into())
+        );
+        let both = pod(
+            json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]}}),
+        );
+        let status = NodeResourcesFit.filter(&CycleState::default(), &both, &n);
+        assert_eq!(
+            status.reasons().collect::<Vec<_>>(),
+            ["Insufficient cpu", "Insufficient memory"]
         );
     }
 }
