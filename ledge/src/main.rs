@@ -101,7 +101,9 @@ enum Command {
     Agent {
         /// The server URL, e.g. https://10.0.0.1:6443; several may be given (repeat the flag or
         /// separate them by commas), the first is tried first. The agent also learns every
-        /// server of the cluster and fails over between them on its own.
+        /// server of the cluster and fails over between them on its own. While no server
+        /// answers it waits and retries every few seconds (saying so once), running what the
+        /// node already ran.
         #[arg(long, env = "LEDGE_SERVER", required = true)]
         server: Vec<String>,
         /// Join token from `ledge token create` (only needed until the node has a certificate).

@@ -920,9 +920,6 @@ def test_events_are_named_by_their_time_so_describe_lists_scheduled_first(cluste
     assert reasons.index("Scheduled") < reasons.index("Started"), reasons
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a pod created without serviceAccountName keeps none, and `kubectl describe` has no "
-    "`Service Account:` line; upstream's ServiceAccount admission sets `default`"))
 def test_a_pod_runs_as_the_default_service_account(cluster, ns):
     apply(cluster, ns, pod("sa", "sleep 3600", terminationGracePeriodSeconds=1))
     assert cluster.pod(ns, "sa")["spec"].get("serviceAccountName") == "default"

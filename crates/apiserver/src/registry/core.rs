@@ -200,10 +200,28 @@ fn pod_reason(pod: &Value) -> String {
     reason
 }
 
+/// A pod's spec defaults. Upstream's ServiceAccount admission is among them: a pod runs as
+/// `default` unless it names another (the namespace controller keeps `default` in every
+/// namespace); the deprecated `serviceAccount` mirrors it.
+fn default_spec(spec: &mut Value) {
+    generic::default_pod_spec(spec);
+    if let Some(m) = spec.as_object_mut() {
+        let account = m
+            .get("serviceAccountName")
+            .or_else(|| m.get("serviceAccount"))
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        m.insert("serviceAccountName".into(), json!(account));
+        m.insert("serviceAccount".into(), json!(account));
+    }
+}
+
 impl Strategy for Pods {
     fn defaults(&self, obj: &mut Value) {
         if let Some(spec) = obj.get_mut("spec") {
-            generic::default_pod_spec(spec);
+            default_spec(spec);
         }
         let qos = obj.get("spec").map_or("BestEffort", generic::qos_class);
         if let Some(m) = obj.as_object_mut() {
@@ -221,6 +239,8 @@ impl Strategy for Pods {
             // Upstream allows only a few pod spec fields to change after creation.
             let mut new_spec = obj.get("spec").cloned().unwrap_or(json!({}));
             let mut old_spec = old.get("spec").cloned().unwrap_or(json!({}));
+            // A pod stored before a default existed gets it on this write: not a change.
+            default_spec(&mut old_spec);
             for s in [&mut new_spec, &mut old_spec] {
                 if let Some(m) = s.as_object_mut() {
                     for f in [
@@ -802,7 +822,26 @@ impl Strategy for Endpoints {
 mod tests {
     use serde_json::json;
 
-    use super::restarts;
+    use super::{Pods, Strategy as _, restarts};
+
+    #[test]
+    fn a_pod_stored_before_newer_defaults_can_still_be_updated() {
+        // As stored by an older ledge: no service account, a probe without its defaults.
+        let old = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c",
+            "image": "x:1", "readinessProbe": {"tcpSocket": {"port": 80}}}]}});
+        let mut new = old.clone();
+        new["metadata"]["labels"] = json!({"a": "b"});
+        Pods.defaults(&mut new);
+        assert_eq!(new["spec"]["serviceAccountName"], "default");
+        assert_eq!(
+            new["spec"]["containers"][0]["readinessProbe"]["periodSeconds"],
+            10
+        );
+        assert!(Pods.validate(&new, Some(&old)).is_empty());
+        let mut changed = new.clone();
+        changed["spec"]["serviceAccountName"] = json!("other");
+        assert!(!Pods.validate(&changed, Some(&old)).is_empty());
+    }
 
     #[test]
     fn restarts_print_as_kubectl_shows_them() {
