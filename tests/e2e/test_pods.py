@@ -967,11 +967,6 @@ def test_get_pods_wide_shows_ip_node_and_none(cluster, ns):
         "127.0.0.1", cluster.node, "<none>", "<none>"], old
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "readiness gates are ignored: the pod is Ready while its gate's condition is missing, and "
-    "the READINESS GATES column stays 0/1 after the condition is set True; upstream keeps the "
-    "pod unready (reason ReadinessGatesNotReady) and prints 1/1 once the condition is True "
-    "(crates/agent/src/pod/state.rs to_status, crates/apiserver/src/registry/core.rs cells)"))
 def test_readiness_gates_hold_back_ready_and_show_in_wide_output(cluster, ns):
     gate = "e2e.ledge.dev/gate"
     apply(cluster, ns, pod("gated", "sleep 3600", terminationGracePeriodSeconds=1,

@@ -29,6 +29,16 @@ pub struct PodSpec {
     pub hostname: Option<String>,
     /// `enableServiceLinks` (default true).
     pub enable_service_links: Option<bool>,
+    /// `readinessGates`: conditions others set that must be True for the pod to be Ready.
+    pub readiness_gates: Vec<ReadinessGate>,
+}
+
+/// One `readinessGates` entry.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReadinessGate {
+    /// `conditionType`.
+    pub condition_type: String,
 }
 
 impl PodSpec {

@@ -172,6 +172,8 @@ pub struct PodState {
     pub sandbox_ready: bool,
     /// A pod-level failure.
     pub failure: Option<PodFailure>,
+    /// The condition types of the pod's `readinessGates`.
+    pub readiness_gates: Vec<String>,
     /// When each condition last changed, by type.
     transitions: Map<String, Value>,
 }
@@ -191,6 +193,7 @@ impl PodState {
             start_time: now,
             sandbox_ready: false,
             failure: None,
+            readiness_gates: Vec::new(),
             transitions: Map::new(),
         }
     }
@@ -314,13 +317,40 @@ impl PodState {
             &old_conditions,
             now,
         ));
+        // Upstream `GeneratePodReadyCondition`: the readiness gates' conditions, which others
+        // write, must be True too.
+        let gate_problem = self.readiness_gates.iter().find_map(|gate| {
+            let found = old_conditions
+                .iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(gate.as_str()));
+            match found.and_then(|c| c.get("status")).and_then(Value::as_str) {
+                Some("True") => None,
+                None if found.is_none() => Some(format!(
+                    "corresponding condition of pod readiness gate \"{gate}\" does not exist."
+                )),
+                status => Some(format!(
+                    "the status of pod readiness gate \"{gate}\" is not \"True\", but {}",
+                    status.unwrap_or("")
+                )),
+            }
+        });
+        let gates_hold = containers_ready && gate_problem.is_some();
         conditions.push(self.condition(
             "Ready",
-            containers_ready,
-            Some(ready_reason),
+            containers_ready && !gates_hold,
+            Some(if gates_hold {
+                "ReadinessGatesNotReady"
+            } else {
+                ready_reason
+            }),
             &old_conditions,
             now,
         ));
+        if let (true, Some(msg)) = (gates_hold, gate_problem)
+            && let Some(ready) = conditions.last_mut()
+        {
+            ready["message"] = json!(msg);
+        }
         conditions.push(self.condition(
             "ContainersReady",
             containers_ready,
@@ -413,6 +443,49 @@ mod tests {
         assert_eq!(s.phase(), "Succeeded");
         s.init[0].state = terminated(2);
         assert_eq!(s.phase(), "Failed");
+    }
+
+    #[test]
+    fn readiness_gates_hold_back_ready() {
+        let mut s = PodState::new(
+            vec![],
+            vec![ContainerState::new("a", "img", "ContainerCreating")],
+            "10.0.0.1".into(),
+            now(),
+        );
+        s.sandbox_ready = true;
+        s.readiness_gates = vec!["example.com/lb".into()];
+        s.main[0].state = State::Running { started_at: now() };
+        s.main[0].ready = true;
+        let ready = |s: &mut PodState, old: Value| {
+            let st = s.to_status(&old, now());
+            st["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()
+                .clone()
+        };
+        let r = ready(&mut s, json!({}));
+        assert_eq!(
+            (r["status"].as_str(), r["reason"].as_str()),
+            (Some("False"), Some("ReadinessGatesNotReady"))
+        );
+        assert!(
+            r["message"].as_str().unwrap().contains("does not exist"),
+            "{r}"
+        );
+        let r = ready(
+            &mut s,
+            json!({"conditions": [{"type": "example.com/lb", "status": "False"}]}),
+        );
+        assert_eq!(r["status"], "False");
+        let r = ready(
+            &mut s,
+            json!({"conditions": [{"type": "example.com/lb", "status": "True"}]}),
+        );
+        assert_eq!(r["status"], "True");
     }
 
     #[test]

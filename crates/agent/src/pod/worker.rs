@@ -123,12 +123,17 @@ pub async fn run(
     } else {
         "PodInitializing"
     };
-    let state = PodState::new(
+    let mut state = PodState::new(
         containers(&spec.init_containers, "PodInitializing"),
         containers(&spec.containers, init_reason),
         shared.node.host_ip.clone(),
         Utc::now(),
     );
+    state.readiness_gates = spec
+        .readiness_gates
+        .iter()
+        .map(|g| g.condition_type.clone())
+        .collect();
     let worker = Arc::new(Worker {
         pod_dir: shared.pods_dir.join(&uid),
         shared,

@@ -328,9 +328,22 @@ impl Strategy for Pods {
                 json!(s)
             }
         };
-        let gates = table::path(pod, ".spec.readinessGates")
+        let gates: Vec<&str> = table::path(pod, ".spec.readinessGates")
             .and_then(Value::as_array)
-            .map_or(0, Vec::len);
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.get("conditionType").and_then(Value::as_str))
+            .collect();
+        let conditions = table::path(pod, ".status.conditions").and_then(Value::as_array);
+        let gates_true = gates
+            .iter()
+            .filter(|g| {
+                conditions.into_iter().flatten().any(|c| {
+                    c.get("type").and_then(Value::as_str) == Some(**g)
+                        && c.get("status").and_then(Value::as_str) == Some("True")
+                })
+            })
+            .count();
         vec![
             json!(format!("{ready}/{total}")),
             json!(pod_reason(pod)),
@@ -339,10 +352,10 @@ impl Strategy for Pods {
             or_none(table::text(pod, ".status.podIP")),
             or_none(table::text(pod, ".spec.nodeName")),
             or_none(table::text(pod, ".status.nominatedNodeName")),
-            if gates == 0 {
+            if gates.is_empty() {
                 json!("<none>")
             } else {
-                json!(format!("0/{gates}"))
+                json!(format!("{gates_true}/{}", gates.len()))
             },
         ]
     }
